@@ -1,0 +1,5 @@
+//! mixpg: Mixed Policy Gradient (MPG) and its baselines, benchmark tasks and an asynchronous
+//! multi-learner runtime, on burn (Flex backend inside Autodiff, f32).
+
+pub mod env;
+pub mod nn;
