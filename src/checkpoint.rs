@@ -131,7 +131,9 @@ impl Checkpoint {
             values.push(self.array(&format!("{name}/{i}"), s)?);
         }
         ensure!(
-            !self.arrays.contains_key(&format!("{name}/{}", like.shapes().len())),
+            !self
+                .arrays
+                .contains_key(&format!("{name}/{}", like.shapes().len())),
             "{}: network `{name}` has more tensors than expected ({})",
             self.origin(),
             like.shapes().len()
@@ -206,7 +208,10 @@ impl Checkpoint {
             arrays_fnv1a: fnv1a(&bytes),
         };
         write_synced(&tmp.join(ARRAYS), &bytes)?;
-        write_synced(&tmp.join(META), serde_json::to_string_pretty(&meta)?.as_bytes())?;
+        write_synced(
+            &tmp.join(META),
+            serde_json::to_string_pretty(&meta)?.as_bytes(),
+        )?;
         if dir.exists() {
             fs::remove_dir_all(dir).with_context(|| format!("removing old {}", dir.display()))?;
         }

@@ -35,7 +35,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// Task name: `path_tracking` or `pendulum` (`mixpg tasks` lists them).
+    /// Task name: `path_tracking`, `pendulum` or the test task `lqr` (`mixpg tasks` lists them).
     pub name: String,
     /// Agents in each actor's vectorized environment (reference: 8 path tracking, 1 pendulum).
     #[serde(default = "d_num_agents")]
@@ -360,7 +360,7 @@ fn d_keep() -> usize {
     2
 }
 fn d_log_interval() -> u64 {
-    100
+    1
 }
 fn d_nonfinite() -> u64 {
     100
@@ -399,8 +399,7 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// Known task names.
-pub const TASKS: [&str; 2] = ["path_tracking", "pendulum"];
+use crate::env::TASKS;
 
 impl Config {
     /// Parse TOML text, apply `key=value` overrides, and validate.
@@ -454,23 +453,43 @@ impl Config {
             "task.reward_scale",
             "must be a positive number",
         )?;
-        check(a.gamma > 0.0 && a.gamma <= 1.0, "algo.gamma", "must be in (0, 1]")?;
+        check(
+            a.gamma > 0.0 && a.gamma <= 1.0,
+            "algo.gamma",
+            "must be in (0, 1]",
+        )?;
         check(a.batch_size >= 1, "algo.batch_size", "must be at least 1")?;
         check(
             a.buffer_capacity >= a.batch_size,
             "algo.buffer_capacity",
             "must be at least algo.batch_size",
         )?;
-        check(a.warmup_samples >= 1, "algo.warmup_samples", "must be at least 1")?;
-        check(a.collect_steps >= 1, "algo.collect_steps", "must be at least 1")?;
-        check(a.collect_interval >= 1, "algo.collect_interval", "must be at least 1")?;
+        check(
+            a.warmup_samples >= 1,
+            "algo.warmup_samples",
+            "must be at least 1",
+        )?;
+        check(
+            a.collect_steps >= 1,
+            "algo.collect_steps",
+            "must be at least 1",
+        )?;
+        check(
+            a.collect_interval >= 1,
+            "algo.collect_interval",
+            "must be at least 1",
+        )?;
         check(
             a.explore_noise.is_finite() && a.explore_noise >= 0.0,
             "algo.explore_noise",
             "must be ≥ 0",
         )?;
         check(a.tau > 0.0 && a.tau <= 1.0, "algo.tau", "must be in (0, 1]")?;
-        check(a.policy_delay >= 1, "algo.policy_delay", "must be at least 1")?;
+        check(
+            a.policy_delay >= 1,
+            "algo.policy_delay",
+            "must be at least 1",
+        )?;
         for (key, s) in [("algo.q_lr", &a.q_lr), ("algo.policy_lr", &a.policy_lr)] {
             check(
                 s.initial > 0.0 && s.final_lr >= 0.0 && s.power > 0.0,
@@ -500,21 +519,41 @@ impl Config {
             "must be at least 2",
         )?;
         check(a.target_noise >= 0.0, "algo.target_noise", "must be ≥ 0")?;
-        check(a.target_noise_clip >= 0.0, "algo.target_noise_clip", "must be ≥ 0")?;
+        check(
+            a.target_noise_clip >= 0.0,
+            "algo.target_noise_clip",
+            "must be ≥ 0",
+        )?;
         check(a.alpha > 0.0, "algo.alpha", "must be positive")?;
         if let Some([lo, hi]) = a.bootstrap_clip {
             check(lo < hi, "algo.bootstrap_clip", "needs lo < hi")?;
         }
         check(tr.iterations >= 1, "train.iterations", "must be at least 1")?;
-        check(tr.eval_interval >= 1, "train.eval_interval", "must be at least 1")?;
-        check(tr.eval_episodes >= 1, "train.eval_episodes", "must be at least 1")?;
+        check(
+            tr.eval_interval >= 1,
+            "train.eval_interval",
+            "must be at least 1",
+        )?;
+        check(
+            tr.eval_episodes >= 1,
+            "train.eval_episodes",
+            "must be at least 1",
+        )?;
         check(
             tr.checkpoint_interval >= 1,
             "train.checkpoint_interval",
             "must be at least 1",
         )?;
-        check(tr.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")?;
-        check(tr.log_interval >= 1, "train.log_interval", "must be at least 1")?;
+        check(
+            tr.keep_checkpoints >= 1,
+            "train.keep_checkpoints",
+            "must be at least 1",
+        )?;
+        check(
+            tr.log_interval >= 1,
+            "train.log_interval",
+            "must be at least 1",
+        )?;
         check(
             tr.max_nonfinite_streak >= 1,
             "train.max_nonfinite_streak",
@@ -523,8 +562,16 @@ impl Config {
         check(r.actors >= 1, "runtime.actors", "must be at least 1")?;
         check(r.buffers >= 1, "runtime.buffers", "must be at least 1")?;
         check(r.learners >= 1, "runtime.learners", "must be at least 1")?;
-        check(r.experience_queue >= 1, "runtime.experience_queue", "must be at least 1")?;
-        check(r.gradient_queue >= 1, "runtime.gradient_queue", "must be at least 1")?;
+        check(
+            r.experience_queue >= 1,
+            "runtime.experience_queue",
+            "must be at least 1",
+        )?;
+        check(
+            r.gradient_queue >= 1,
+            "runtime.gradient_queue",
+            "must be at least 1",
+        )?;
         check(
             r.samples_per_insert >= 0.0,
             "runtime.samples_per_insert",

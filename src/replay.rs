@@ -172,7 +172,8 @@ impl ReplayBuffer {
             b.obs.extend_from_slice(&self.obs[i * o..(i + 1) * o]);
             b.act.extend_from_slice(&self.act[i * a..(i + 1) * a]);
             b.rew.push(self.rew[i]);
-            b.next_obs.extend_from_slice(&self.next_obs[i * o..(i + 1) * o]);
+            b.next_obs
+                .extend_from_slice(&self.next_obs[i * o..(i + 1) * o]);
             b.terminated.push(self.terminated[i]);
             b.truncated.push(self.truncated[i]);
         }

@@ -35,15 +35,19 @@ fn check_param_gradient(
         p
     };
     for _ in 0..3 {
-        let d: Vec<Vec<f32>> = params.values().iter().map(|v| random_vec(v.len(), rng)).collect();
+        let d: Vec<Vec<f32>> = params
+            .values()
+            .iter()
+            .map(|v| random_vec(v.len(), rng))
+            .collect();
         let analytic: f64 = grads
             .iter()
             .flatten()
             .zip(d.iter().flatten())
             .map(|(g, d)| (*g as f64) * (*d as f64))
             .sum();
-        let numeric = (value(&perturbed(&d, 1.0)) - value(&perturbed(&d, -1.0))) as f64
-            / (2.0 * eps as f64);
+        let numeric =
+            (value(&perturbed(&d, 1.0)) - value(&perturbed(&d, -1.0))) as f64 / (2.0 * eps as f64);
         let tol = 2e-2 * analytic.abs().max(numeric.abs()).max(1e-2);
         assert!(
             (analytic - numeric).abs() < tol,
@@ -133,13 +137,23 @@ fn gaussian_log_prob_matches_the_density() {
     // Unsquashed: log N(a; μ, σ) in closed form; squashed: change of variables.
     let mut rng = Pcg64Mcg::seed_from_u64(3);
     for squash in [false, true] {
-        let pol = GaussianPolicy::new(&[1.0], &[2.0], squash, &NetSpec { hidden: vec![4] }, &device());
+        let pol = GaussianPolicy::new(
+            &[1.0],
+            &[2.0],
+            squash,
+            &NetSpec { hidden: vec![4] },
+            &device(),
+        );
         let params = pol.init(&mut rng);
         let s = tensor2(vec![0.3], 1, 1, &plain_device());
         let (mean, log_std) = pol.mean_log_std(params.frozen(), s.clone());
         let (mu, ls) = (to_vec(mean)[0] as f64, to_vec(log_std)[0] as f64);
         let e = 0.4f64;
-        let smp = pol.sample(params.frozen(), s, tensor2(vec![e as f32], 1, 1, &plain_device()));
+        let smp = pol.sample(
+            params.frozen(),
+            s,
+            tensor2(vec![e as f32], 1, 1, &plain_device()),
+        );
         let u = mu + ls.exp() * e;
         let mut want = -0.5 * e * e - ls - 0.5 * (2.0 * std::f64::consts::PI).ln();
         let mut a_want = u;
@@ -148,7 +162,10 @@ fn gaussian_log_prob_matches_the_density() {
             a_want = 2.0 * u.tanh();
         }
         let got = nn::scalar(smp.log_prob) as f64;
-        assert!((got - want).abs() < 1e-4, "squash={squash}: {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-4,
+            "squash={squash}: {got} vs {want}"
+        );
         assert!((to_vec(smp.action)[0] as f64 - a_want).abs() < 1e-5);
     }
 }

@@ -24,14 +24,22 @@ fn adam_minimises_a_quadratic() {
     let target = [1.0f32, -2.0, 0.5];
     let c = [1.0f32, 10.0, 0.1];
     let mut p = ParamSet::new(vec![[1, 3]], vec![vec![0.0; 3]]);
-    let mut adam = Adam::new(AdamConfig::default(), LrSchedule::linear(0.1, 0.001, 2000), &p);
+    let mut adam = Adam::new(
+        AdamConfig::default(),
+        LrSchedule::linear(0.1, 0.001, 2000),
+        &p,
+    );
     for _ in 0..3000 {
         let x = &p.values()[0];
         let g = vec![(0..3).map(|i| 2.0 * c[i] * (x[i] - target[i])).collect()];
         adam.apply(&mut p, &g);
     }
     for i in 0..3 {
-        assert!((p.values()[0][i] - target[i]).abs() < 1e-2, "{:?}", p.values());
+        assert!(
+            (p.values()[0][i] - target[i]).abs() < 1e-2,
+            "{:?}",
+            p.values()
+        );
     }
     assert_eq!(adam.step, 3000);
 }

@@ -22,7 +22,11 @@ fn wraps_around_and_keeps_the_newest() {
     let mut seen: Vec<i32> = b.rew.iter().map(|&r| r as i32).collect();
     seen.sort();
     seen.dedup();
-    assert_eq!(seen, vec![2, 3, 4, 5], "only the 4 newest transitions remain");
+    assert_eq!(
+        seen,
+        vec![2, 3, 4, 5],
+        "only the 4 newest transitions remain"
+    );
     // Rows stay consistent across arrays.
     for k in 0..b.len {
         let x = b.rew[k];

@@ -12,9 +12,18 @@ use rand_pcg::Pcg64Mcg;
 
 fn setup() -> (DetPolicy, Checkpoint, Vec<f32>, Pcg64Mcg) {
     let mut rng = Pcg64Mcg::seed_from_u64(5);
-    let pi = DetPolicy::new(&[1.0, 2.0, 3.0], &[1.0, 3.0], &NetSpec::default(), &device());
+    let pi = DetPolicy::new(
+        &[1.0, 2.0, 3.0],
+        &[1.0, 3.0],
+        &NetSpec::default(),
+        &device(),
+    );
     let mut params = pi.init(&mut rng);
-    let mut adam = Adam::new(AdamConfig::default(), LrSchedule::linear(1e-3, 1e-4, 10), &params);
+    let mut adam = Adam::new(
+        AdamConfig::default(),
+        LrSchedule::linear(1e-3, 1e-4, 10),
+        &params,
+    );
     let g: Vec<Vec<f32>> = params.values().iter().map(|v| vec![0.1; v.len()]).collect();
     adam.apply(&mut params, &g);
     let obs = tensor2(vec![0.1, -0.2, 0.3, 1.0, 0.0, -1.0], 2, 3, &plain_device());
@@ -91,16 +100,25 @@ fn corrupt_data_is_reported_with_the_file() {
     bytes[100] ^= 0xff;
     fs::write(&bin, &bytes).unwrap();
     let err = format!("{:#}", Checkpoint::load(&path).unwrap_err());
-    assert!(err.contains("arrays.bin") && err.contains("checksum"), "{err}");
+    assert!(
+        err.contains("arrays.bin") && err.contains("checksum"),
+        "{err}"
+    );
 
     bytes.truncate(50);
     fs::write(&bin, &bytes).unwrap();
     let err = format!("{:#}", Checkpoint::load(&path).unwrap_err());
-    assert!(err.contains("arrays.bin") && err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("arrays.bin") && err.contains("corrupt"),
+        "{err}"
+    );
 
     fs::write(path.join("meta.json"), b"{ not json").unwrap();
     let err = format!("{:#}", Checkpoint::load(&path).unwrap_err());
-    assert!(err.contains("meta.json") && err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("meta.json") && err.contains("corrupt"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -109,7 +127,12 @@ fn mismatched_network_is_reported_with_the_tensor() {
     let (_, ck, _, _) = setup();
     ck.save(&dir.join("ckpt")).unwrap();
     let loaded = Checkpoint::load(&dir.join("ckpt")).unwrap();
-    let other = DetPolicy::new(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0], &NetSpec::default(), &device());
+    let other = DetPolicy::new(
+        &[1.0, 2.0, 3.0, 4.0],
+        &[1.0, 3.0],
+        &NetSpec::default(),
+        &device(),
+    );
     let like = other.init(&mut Pcg64Mcg::seed_from_u64(0));
     let err = format!("{:#}", loaded.params("policy", &like).unwrap_err());
     assert!(err.contains("policy/0") && err.contains("shape"), "{err}");

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::algo::{Agent, Nets};
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::env::{StepOut, TASKS, make_env, task_spec};
+use crate::runtime::{Trainer, evaluate, serial::latest_checkpoint};
+use rand::{Rng, SeedableRng};
 
 /// Mixed Policy Gradient: off-policy RL driven jointly by data and model.
 #[derive(Debug, Parser)]
@@ -21,8 +26,64 @@ pub struct Cli {
 pub enum Command {
     /// Train one (task, algorithm, seed) run.
     Train(TrainArgs),
+    /// Continue a run from its latest checkpoint.
+    Resume(ResumeArgs),
+    /// Evaluate a run's latest saved policy.
+    Eval(EvalArgs),
+    /// List the tasks with their dimensions and bounds.
+    Tasks,
+    /// Run a fixed policy in a task's simulator and print the episode returns.
+    Rollout(RolloutArgs),
     /// Check a config file (with overrides) and print the resolved configuration.
     Config(ConfigArgs),
+}
+
+/// Arguments of `mixpg resume`.
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    /// The run directory (as given to `train --out`).
+    #[arg(long)]
+    pub run: PathBuf,
+}
+
+/// Arguments of `mixpg eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The run directory.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Episodes (default: the run's train.eval_episodes).
+    #[arg(long)]
+    pub episodes: Option<usize>,
+    /// Seed of the evaluation episodes' initial states.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// A fixed policy for `mixpg rollout`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FixedPolicy {
+    /// Uniform random actions within the bounds.
+    Random,
+    /// The zero action.
+    Zero,
+}
+
+/// Arguments of `mixpg rollout`.
+#[derive(Debug, clap::Args)]
+pub struct RolloutArgs {
+    /// Task name (see `mixpg tasks`).
+    #[arg(long)]
+    pub task: String,
+    /// The policy.
+    #[arg(long, value_enum, default_value_t = FixedPolicy::Random)]
+    pub policy: FixedPolicy,
+    /// Episodes, run in parallel as agents.
+    #[arg(long, default_value_t = 5)]
+    pub episodes: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Arguments of `mixpg train`.
@@ -75,15 +136,106 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
             let cfg = args.resolve()?;
-            anyhow::bail!(
-                "task `{}` is not yet available in this build (the tasks land with the tasks issue)",
-                cfg.task.name
-            )
+            let mut trainer = Trainer::new(cfg, &args.out)?;
+            trainer.run()?;
+            eprintln!("run written to {}", args.out.display());
+            Ok(())
         }
+        Command::Resume(args) => {
+            let mut trainer = Trainer::resume(&args.run)?;
+            eprintln!(
+                "resuming {} at iteration {}",
+                args.run.display(),
+                trainer.iteration()
+            );
+            trainer.run()
+        }
+        Command::Eval(args) => eval(&args),
+        Command::Tasks => {
+            println!(
+                "{:<14} {:>7} {:>7} {:>8}  action bounds",
+                "task", "obs_dim", "act_dim", "episode"
+            );
+            for name in TASKS {
+                let s = task_spec(name)?;
+                let bounds: Vec<String> = s
+                    .action_low
+                    .iter()
+                    .zip(&s.action_high)
+                    .map(|(l, h)| format!("[{l}, {h}]"))
+                    .collect();
+                println!(
+                    "{:<14} {:>7} {:>7} {:>8}  {}",
+                    s.name,
+                    s.obs_dim,
+                    s.act_dim,
+                    s.episode_len,
+                    bounds.join(" ")
+                );
+            }
+            Ok(())
+        }
+        Command::Rollout(args) => rollout(&args),
         Command::Config(args) => {
             let cfg = Config::load(&args.config, &args.set)?;
             print!("{}", cfg.to_toml());
             Ok(())
         }
     }
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let cfg = Config::load(&args.run.join("config.toml"), &[])?;
+    let ckpt = latest_checkpoint(&args.run)?
+        .ok_or_else(|| anyhow::anyhow!("{} has no checkpoint to evaluate", args.run.display()))?;
+    let spec = task_spec(&cfg.task.name)?;
+    let nets = Nets::new(&cfg, &spec);
+    let mut agent = Agent::new(&nets, &cfg, &mut rand_pcg::Pcg64Mcg::seed_from_u64(0));
+    let ck = Checkpoint::load(&ckpt)?;
+    agent.load(&ck)?;
+    let episodes = args.episodes.unwrap_or(cfg.train.eval_episodes);
+    anyhow::ensure!(episodes >= 1, "--episodes must be at least 1");
+    let e = evaluate(&nets, &agent.params.pi, episodes, args.seed)?;
+    println!(
+        "{} ({} on {}, iteration {}): return {:.4} ± {:.4} over {episodes} episodes of {} steps",
+        ckpt.display(),
+        cfg.algo.name.as_str(),
+        cfg.task.name,
+        ck.counter("iteration")?,
+        e.mean,
+        e.std,
+        spec.episode_len
+    );
+    Ok(())
+}
+
+fn rollout(args: &RolloutArgs) -> Result<()> {
+    anyhow::ensure!(args.episodes >= 1, "--episodes must be at least 1");
+    let spec = task_spec(&args.task)?;
+    let mut env = make_env(&args.task, args.episodes, args.seed)?;
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(args.seed);
+    let mut out = StepOut::default();
+    let mut returns = vec![0.0f64; args.episodes];
+    let mut actions = vec![0.0f32; args.episodes * spec.act_dim];
+    for _ in 0..spec.episode_len {
+        if let FixedPolicy::Random = args.policy {
+            for (i, a) in actions.iter_mut().enumerate() {
+                let d = i % spec.act_dim;
+                *a = rng.random_range(spec.action_low[d]..=spec.action_high[d]);
+            }
+        }
+        env.step(&actions, &mut out);
+        for (g, r) in returns.iter_mut().zip(&out.reward) {
+            *g += *r as f64;
+        }
+    }
+    for (i, g) in returns.iter().enumerate() {
+        println!("episode {i}: return {g:.4}");
+    }
+    let mean = returns.iter().sum::<f64>() / returns.len() as f64;
+    println!(
+        "mean return over {} episodes of {} steps: {mean:.4}",
+        args.episodes, spec.episode_len
+    );
+    Ok(())
 }

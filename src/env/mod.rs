@@ -1,8 +1,45 @@
 //! Tasks: the vectorized `Env` trait (true simulators in plain Rust) and the
 //! differentiable `PriorModel` trait (burn tensors, so gradients flow through it).
 
+pub mod lqr;
+
+use anyhow::{Result, bail};
 use burn::tensor::Tensor;
 use rand_pcg::Pcg64Mcg;
+
+/// Names of the registered tasks (`lqr` is the small test task with a known optimum).
+pub const TASKS: [&str; 3] = ["path_tracking", "pendulum", "lqr"];
+
+/// The description of a registered task.
+pub fn task_spec(name: &str) -> Result<TaskSpec> {
+    Ok(match name {
+        "lqr" => lqr::spec(),
+        _ => bail!(unknown(name)),
+    })
+}
+
+/// A task's true simulator with `num_agents` agents.
+pub fn make_env(name: &str, num_agents: usize, seed: u64) -> Result<Box<dyn Env>> {
+    Ok(match name {
+        "lqr" => Box::new(lqr::LqrEnv::new(num_agents, seed)),
+        _ => bail!(unknown(name)),
+    })
+}
+
+/// A task's prior model, with or without its deliberate mismatch.
+pub fn make_model(name: &str, mismatch: bool) -> Result<Box<dyn PriorModel>> {
+    Ok(match name {
+        "lqr" => Box::new(lqr::LqrModel::new(mismatch)),
+        _ => bail!(unknown(name)),
+    })
+}
+
+fn unknown(name: &str) -> String {
+    format!(
+        "task `{name}` is not available in this build (known: {})",
+        TASKS.join(", ")
+    )
+}
 
 /// Static description of a task: dimensions, action bounds and episode length.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,5 +99,10 @@ pub trait PriorModel: Send {
     fn reward(&self, state: Tensor<2>, action: Tensor<2>) -> Tensor<1>;
     /// One model step on a batch: `(next_state, reward)` with `reward = self.reward(state, action)`.
     /// Any stochastic mismatch (biased noise) is drawn from `rng`.
-    fn step(&self, state: Tensor<2>, action: Tensor<2>, rng: &mut Pcg64Mcg) -> (Tensor<2>, Tensor<1>);
+    fn step(
+        &self,
+        state: Tensor<2>,
+        action: Tensor<2>,
+        rng: &mut Pcg64Mcg,
+    ) -> (Tensor<2>, Tensor<1>);
 }

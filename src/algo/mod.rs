@@ -1,0 +1,482 @@
+//! Algorithms: MPG-v1/v2 and the baselines n-step DPG, n-step ADP, DDPG, TD3 and SAC.
+//!
+//! An algorithm is split the way the paper's asynchronous architecture needs it:
+//! - [`Learner::compute`] takes a parameter snapshot and a replay batch and returns gradients
+//!   (value targets in [`targets`], policy losses in [`policy`]);
+//! - [`Agent::apply`] owns the parameters and optimisers and applies gradients (Q every
+//!   iteration; policy, temperature and target networks every `policy_delay`-th iteration).
+//!
+//! Both gradients of an iteration are computed from the same snapshot (as the reference
+//! code's learners do), so the serial trainer is the asynchronous one with zero staleness.
+
+pub mod policy;
+pub mod schedule;
+pub mod targets;
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::tensor::Tensor;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_pcg::Pcg64Mcg;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{AlgoName, Config};
+use crate::env::{Env, PriorModel, TaskSpec};
+use crate::nn::{
+    self, Adam, DetPolicy, GaussianPolicy, ParamSet, QNet, device, plain_device, tensor2,
+};
+use crate::replay::HostBatch;
+
+/// The policy network of an algorithm.
+#[derive(Debug, Clone)]
+pub enum PolicyNet {
+    /// `a = high ⊙ tanh(MLP(s))` (MPG, n-step DPG/ADP, DDPG, TD3).
+    Det(DetPolicy),
+    /// Diagonal Gaussian (SAC).
+    Gauss(GaussianPolicy),
+}
+
+impl PolicyNet {
+    /// The deterministic action (the mean for SAC), used for evaluation and for targets.
+    pub fn act(&self, params: &[Tensor<2>], obs: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Det(p) => p.forward(params, obs),
+            Self::Gauss(p) => p.mode(params, obs),
+        }
+    }
+
+    fn init(&self, rng: &mut Pcg64Mcg) -> ParamSet {
+        match self {
+            Self::Det(p) => p.init(rng),
+            Self::Gauss(p) => p.init(rng),
+        }
+    }
+}
+
+/// Network architectures of an algorithm (no parameters).
+#[derive(Debug, Clone)]
+pub struct Nets {
+    /// The task the networks are sized for.
+    pub spec: TaskSpec,
+    /// The policy.
+    pub policy: PolicyNet,
+    /// The Q network architecture (shared by Q1 and Q2).
+    pub q: QNet,
+    /// The algorithm.
+    pub algo: AlgoName,
+}
+
+impl Nets {
+    /// Build the architectures for `cfg` on task `spec`.
+    pub fn new(cfg: &Config, spec: &TaskSpec) -> Self {
+        let dev = device();
+        let policy = match cfg.algo.name {
+            AlgoName::Sac => PolicyNet::Gauss(GaussianPolicy::new(
+                &spec.obs_scale,
+                &spec.action_high,
+                cfg.algo.squash,
+                &cfg.network,
+                &dev,
+            )),
+            _ => PolicyNet::Det(DetPolicy::new(
+                &spec.obs_scale,
+                &spec.action_high,
+                &cfg.network,
+                &dev,
+            )),
+        };
+        Self {
+            spec: spec.clone(),
+            policy,
+            q: QNet::new(&spec.obs_scale, spec.act_dim, &cfg.network, &dev),
+            algo: cfg.algo.name,
+        }
+    }
+
+    /// Whether the algorithm trains a second Q network.
+    pub fn twin_q(&self) -> bool {
+        matches!(self.algo, AlgoName::MpgV2 | AlgoName::Td3 | AlgoName::Sac)
+    }
+}
+
+/// All parameters of an algorithm: online and target networks and SAC's log-temperature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Policy.
+    pub pi: ParamSet,
+    /// First Q network.
+    pub q1: ParamSet,
+    /// Second Q network (twin-Q algorithms).
+    pub q2: Option<ParamSet>,
+    /// Target policy.
+    pub pi_t: ParamSet,
+    /// Target Q1.
+    pub q1_t: ParamSet,
+    /// Target Q2.
+    pub q2_t: Option<ParamSet>,
+    /// log α (SAC), a `[1, 1]` parameter.
+    pub log_alpha: ParamSet,
+}
+
+impl Params {
+    /// Fresh parameters; targets start equal to the online networks.
+    pub fn init(nets: &Nets, cfg: &Config, rng: &mut Pcg64Mcg) -> Self {
+        let pi = nets.policy.init(rng);
+        let q1 = nets.q.init(rng);
+        let q2 = nets.twin_q().then(|| nets.q.init(rng));
+        Self {
+            pi_t: pi.clone(),
+            q1_t: q1.clone(),
+            q2_t: q2.clone(),
+            pi,
+            q1,
+            q2,
+            log_alpha: ParamSet::new(vec![[1, 1]], vec![vec![cfg.algo.alpha.ln() as f32]]),
+        }
+    }
+
+    /// SAC's temperature α.
+    pub fn alpha(&self) -> f64 {
+        (self.log_alpha.values()[0][0] as f64).exp()
+    }
+
+    fn named(&self) -> Vec<(&'static str, &ParamSet)> {
+        let mut v = vec![
+            ("pi", &self.pi),
+            ("q1", &self.q1),
+            ("pi_t", &self.pi_t),
+            ("q1_t", &self.q1_t),
+            ("log_alpha", &self.log_alpha),
+        ];
+        if let (Some(q2), Some(q2_t)) = (&self.q2, &self.q2_t) {
+            v.push(("q2", q2));
+            v.push(("q2_t", q2_t));
+        }
+        v
+    }
+
+    /// Store every network in a checkpoint.
+    pub fn save(&self, ck: &mut Checkpoint) {
+        for (name, p) in self.named() {
+            ck.set_params(&format!("params/{name}"), p);
+        }
+    }
+
+    /// Load every network from a checkpoint, shaped like `self`.
+    pub fn load(&self, ck: &Checkpoint) -> Result<Self> {
+        let get = |name: &str, like: &ParamSet| ck.params(&format!("params/{name}"), like);
+        Ok(Self {
+            pi: get("pi", &self.pi)?,
+            q1: get("q1", &self.q1)?,
+            q2: self.q2.as_ref().map(|q| get("q2", q)).transpose()?,
+            pi_t: get("pi_t", &self.pi_t)?,
+            q1_t: get("q1_t", &self.q1_t)?,
+            q2_t: self.q2_t.as_ref().map(|q| get("q2_t", q)).transpose()?,
+            log_alpha: get("log_alpha", &self.log_alpha)?,
+        })
+    }
+}
+
+/// Gradients of one iteration, computed from one parameter snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Grads {
+    /// Q1 gradient.
+    pub q1: Vec<Vec<f32>>,
+    /// Q2 gradient (twin-Q algorithms).
+    pub q2: Option<Vec<Vec<f32>>>,
+    /// Policy gradient (on policy-update iterations).
+    pub pi: Option<Vec<Vec<f32>>>,
+    /// Gradient of SAC's temperature loss w.r.t. log α (when α is learned).
+    pub log_alpha: Option<f32>,
+    /// Losses and timings.
+    pub stats: GradStats,
+}
+
+/// Diagnostics of one gradient computation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GradStats {
+    /// Mean Q loss (over the trained Q networks).
+    pub q_loss: f64,
+    /// Policy loss, when the policy gradient was computed.
+    pub policy_loss: Option<f64>,
+    /// MPG weights `(w_data, w_model)` used.
+    pub weights: Option<(f64, f64)>,
+    /// Wall time of the policy-gradient computation, ms.
+    pub pg_time_ms: Option<f64>,
+}
+
+impl Grads {
+    /// True when every loss and gradient entry is finite.
+    pub fn is_finite(&self) -> bool {
+        let ok = |g: &Vec<Vec<f32>>| g.iter().flatten().all(|x| x.is_finite());
+        self.stats.q_loss.is_finite()
+            && self.stats.policy_loss.is_none_or(f64::is_finite)
+            && ok(&self.q1)
+            && self.q2.as_ref().is_none_or(ok)
+            && self.pi.as_ref().is_none_or(ok)
+            && self.log_alpha.is_none_or(f32::is_finite)
+    }
+}
+
+/// Optimiser side: parameters, Adam states, and the update rule of Algorithm 1.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// Current parameters.
+    pub params: Params,
+    /// Policy optimiser.
+    pub pi_adam: Adam,
+    /// Q1 optimiser.
+    pub q1_adam: Adam,
+    /// Q2 optimiser.
+    pub q2_adam: Option<Adam>,
+    /// Temperature optimiser (SAC with learned α).
+    pub alpha_adam: Adam,
+    tau: f32,
+    policy_delay: u64,
+    grad_clip: f32,
+}
+
+impl Agent {
+    /// Fresh parameters and optimisers.
+    pub fn new(nets: &Nets, cfg: &Config, rng: &mut Pcg64Mcg) -> Self {
+        let params = Params::init(nets, cfg, rng);
+        let a = &cfg.algo;
+        let q_adam = |p: &ParamSet| Adam::new(a.adam.clone(), a.q_lr.clone(), p);
+        Self {
+            pi_adam: Adam::new(a.adam.clone(), a.policy_lr.clone(), &params.pi),
+            q1_adam: q_adam(&params.q1),
+            q2_adam: params.q2.as_ref().map(q_adam),
+            alpha_adam: Adam::new(a.adam.clone(), a.q_lr.clone(), &params.log_alpha),
+            params,
+            tau: a.tau as f32,
+            policy_delay: a.policy_delay,
+            grad_clip: a.grad_clip as f32,
+        }
+    }
+
+    /// Whether iteration `k` updates the policy and the targets.
+    pub fn is_policy_iteration(&self, k: u64) -> bool {
+        k % self.policy_delay == 0
+    }
+
+    /// Clip and apply the gradients of iteration `k`.
+    pub fn apply(&mut self, mut g: Grads, k: u64) {
+        let clip = self.grad_clip;
+        nn::clip_global_norm(&mut g.q1, clip);
+        self.q1_adam.apply(&mut self.params.q1, &g.q1);
+        if let (Some(mut gq2), Some(adam), Some(q2)) =
+            (g.q2, self.q2_adam.as_mut(), self.params.q2.as_mut())
+        {
+            nn::clip_global_norm(&mut gq2, clip);
+            adam.apply(q2, &gq2);
+        }
+        if !self.is_policy_iteration(k) {
+            return;
+        }
+        if let Some(mut gpi) = g.pi {
+            nn::clip_global_norm(&mut gpi, clip);
+            self.pi_adam.apply(&mut self.params.pi, &gpi);
+        }
+        if let Some(ga) = g.log_alpha {
+            self.alpha_adam
+                .apply(&mut self.params.log_alpha, &[vec![ga]]);
+        }
+        let p = &mut self.params;
+        p.pi_t.soft_update_from(&p.pi, self.tau);
+        p.q1_t.soft_update_from(&p.q1, self.tau);
+        if let (Some(t), Some(o)) = (p.q2_t.as_mut(), p.q2.as_ref()) {
+            t.soft_update_from(o, self.tau);
+        }
+    }
+
+    /// Store parameters and optimiser states.
+    pub fn save(&self, ck: &mut Checkpoint) {
+        self.params.save(ck);
+        ck.set_adam("adam/pi", &self.pi_adam);
+        ck.set_adam("adam/q1", &self.q1_adam);
+        if let Some(a) = &self.q2_adam {
+            ck.set_adam("adam/q2", a);
+        }
+        ck.set_adam("adam/log_alpha", &self.alpha_adam);
+    }
+
+    /// Restore parameters and optimiser states saved by [`Agent::save`].
+    pub fn load(&mut self, ck: &Checkpoint) -> Result<()> {
+        let params = self.params.load(ck)?;
+        self.pi_adam = ck.adam("adam/pi", &params.pi)?;
+        self.q1_adam = ck.adam("adam/q1", &params.q1)?;
+        if let Some(q2) = &params.q2 {
+            self.q2_adam = Some(ck.adam("adam/q2", q2)?);
+        }
+        self.alpha_adam = ck.adam("adam/log_alpha", &params.log_alpha)?;
+        self.params = params;
+        Ok(())
+    }
+}
+
+/// A replayed batch together with its value targets (reused `batch_reuse` times).
+#[derive(Debug, Clone)]
+pub struct TargetBatch {
+    /// The transitions.
+    pub batch: HostBatch,
+    /// Value targets `R^Target(s, a)` (scaled rewards).
+    pub targets: Vec<f32>,
+}
+
+/// Learner side: computes targets and gradients from a parameter snapshot.
+pub struct Learner {
+    /// Architectures.
+    pub nets: Nets,
+    cfg: Config,
+    model: Box<dyn PriorModel>,
+    /// True simulator for n-step TD targets (MPG-v1, n-step DPG, n-step ADP).
+    env: Option<Box<dyn Env>>,
+    rng: Pcg64Mcg,
+}
+
+impl Learner {
+    /// A learner with its own prior model, true environment and RNG.
+    pub fn new(
+        nets: Nets,
+        cfg: &Config,
+        model: Box<dyn PriorModel>,
+        env: Option<Box<dyn Env>>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            nets,
+            cfg: cfg.clone(),
+            model,
+            env,
+            rng: Pcg64Mcg::seed_from_u64(seed),
+        }
+    }
+
+    /// The learner's RNG (model noise, SAC noise), for checkpoints.
+    pub fn rng(&self) -> &Pcg64Mcg {
+        &self.rng
+    }
+
+    /// Replace the RNG (resume).
+    pub fn set_rng(&mut self, rng: Pcg64Mcg) {
+        self.rng = rng;
+    }
+
+    /// Whether the algorithm's value targets run the true environment (n-step TD).
+    pub fn uses_n_step(&self) -> bool {
+        matches!(
+            self.nets.algo,
+            AlgoName::MpgV1 | AlgoName::Ndpg | AlgoName::Nadp
+        )
+    }
+
+    /// Compute the value targets of a fresh batch with the snapshot `p`.
+    pub fn targets(&mut self, p: &Params, batch: HostBatch) -> TargetBatch {
+        let targets = if self.uses_n_step() {
+            let env = self
+                .env
+                .as_deref_mut()
+                .expect("n-step algorithms own a true environment");
+            targets::n_step(&self.nets, &self.cfg, p, env, &batch)
+        } else {
+            targets::one_step(&self.nets, &self.cfg, p, &batch, &mut self.rng)
+        };
+        TargetBatch { batch, targets }
+    }
+
+    /// Gradients of iteration `k` from the snapshot `p` on a batch with targets.
+    pub fn compute(&mut self, p: &Params, tb: &TargetBatch, k: u64, policy_step: bool) -> Grads {
+        let (o, a) = (self.nets.spec.obs_dim, self.nets.spec.act_dim);
+        let dev = plain_device();
+        let b = &tb.batch;
+        let obs = tensor2(b.obs.clone(), b.len, o, &dev);
+        let act = tensor2(b.act.clone(), b.len, a, &dev);
+        let y = nn::tensor1(tb.targets.clone(), &dev);
+        let q_grad = |q: &ParamSet| {
+            let tr = q.track();
+            let loss = self
+                .nets
+                .q
+                .forward(&tr.leaves, obs.clone(), act.clone())
+                .sub(y.clone())
+                .powi_scalar(2)
+                .mean()
+                .mul_scalar(0.5);
+            let value = nn::scalar(loss.clone().inner()) as f64;
+            (tr.grads(&loss.backward()), value)
+        };
+        let (g1, l1) = q_grad(&p.q1);
+        let (q2, l2) = match &p.q2 {
+            Some(q2) => {
+                let (g, l) = q_grad(q2);
+                (Some(g), Some(l))
+            }
+            None => (None, None),
+        };
+        let mut grads = Grads {
+            q1: g1,
+            q2,
+            stats: GradStats {
+                q_loss: l2.map_or(l1, |l2| 0.5 * (l1 + l2)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        if policy_step {
+            let start = Instant::now();
+            let out = policy::gradient(
+                &self.nets,
+                &self.cfg,
+                p,
+                self.model.as_ref(),
+                &b.obs,
+                k,
+                &mut self.rng,
+            );
+            grads.pi = Some(out.grads);
+            grads.log_alpha = out.log_alpha_grad;
+            grads.stats.policy_loss = Some(out.loss);
+            grads.stats.weights = out.weights;
+            grads.stats.pg_time_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        }
+        grads
+    }
+}
+
+/// Actions for a batch of observations with the policy snapshot `pi`: deterministic, or with
+/// exploration (Gaussian noise for deterministic policies, a sample for SAC), clipped to the
+/// bounds.
+pub fn act(
+    nets: &Nets,
+    pi: &ParamSet,
+    obs: &[f32],
+    explore: Option<f64>,
+    rng: &mut Pcg64Mcg,
+) -> Vec<f32> {
+    let (o, a) = (nets.spec.obs_dim, nets.spec.act_dim);
+    let n = obs.len() / o;
+    let dev = plain_device();
+    let x = tensor2(obs.to_vec(), n, o, &dev);
+    let mut out = match (&nets.policy, explore) {
+        (PolicyNet::Gauss(g), Some(_)) => {
+            let eps: Vec<f32> = (0..n * a).map(|_| rng.sample(StandardNormal)).collect();
+            nn::to_vec(g.sample(pi.frozen(), x, tensor2(eps, n, a, &dev)).action)
+        }
+        (policy, noise) => {
+            let mut v = nn::to_vec(policy.act(pi.frozen(), x));
+            if let Some(sigma) = noise.filter(|s| *s > 0.0) {
+                for x in v.iter_mut() {
+                    *x += sigma as f32 * rng.sample::<f32, _>(StandardNormal);
+                }
+            }
+            v
+        }
+    };
+    for (i, x) in out.iter_mut().enumerate() {
+        let d = i % a;
+        *x = x.clamp(nets.spec.action_low[d], nets.spec.action_high[d]);
+    }
+    out
+}

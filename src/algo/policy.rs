@@ -1,0 +1,163 @@
+//! Policy losses and their gradients.
+//!
+//! - data-driven `J_0 = E Q1(s, π(s))` (n-step DPG, DDPG, TD3 — TD3 uses Q1 as in its paper);
+//! - model-driven `J_H = E[Σ_{t<H} γ^t r̃_t + γ^H Q1(s_H, π(s_H))]` through the prior model by
+//!   BPTT (n-step ADP);
+//! - mixed `w_data J_0 + w_model J_H` with the weights of eqs. (10)–(11) (MPG);
+//! - SAC's `E[α log π(a|s) − min_i Q_i(s, a)]`, `a ~ π` reparameterised.
+//!
+//! The Q networks are frozen constants here; only the policy's parameters are tracked.
+
+use burn::tensor::Tensor;
+use rand::Rng;
+use rand_distr::StandardNormal;
+use rand_pcg::Pcg64Mcg;
+
+use super::{Nets, Params, PolicyNet, schedule::mpg_weights};
+use crate::config::{AlgoName, Config, RolloutGradient};
+use crate::env::PriorModel;
+use crate::nn::{self, plain_device, tensor2};
+
+/// A policy gradient with its loss.
+pub struct PolicyOut {
+    /// Gradient of the loss (to minimise) w.r.t. the policy parameters.
+    pub grads: Vec<Vec<f32>>,
+    /// The loss value.
+    pub loss: f64,
+    /// MPG's `(w_data, w_model)`.
+    pub weights: Option<(f64, f64)>,
+    /// SAC: gradient of the temperature loss w.r.t. log α (when learned).
+    pub log_alpha_grad: Option<f32>,
+}
+
+/// The policy loss of the algorithm as a tensor, with the policy parameters given as `pi`
+/// (tracked leaves for a gradient, or frozen for a value).
+pub fn loss(
+    nets: &Nets,
+    cfg: &Config,
+    p: &Params,
+    model: &dyn PriorModel,
+    pi: &[Tensor<2>],
+    s: Tensor<2>,
+    k: u64,
+    rng: &mut Pcg64Mcg,
+) -> (Tensor<1>, Option<(f64, f64)>, Option<Tensor<1>>) {
+    let a = &cfg.algo;
+    match (nets.algo, &nets.policy) {
+        (AlgoName::Sac, PolicyNet::Gauss(g)) => {
+            let (n, d) = (s.dims()[0], nets.spec.act_dim);
+            let eps: Vec<f32> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
+            let smp = g.sample(pi, s.clone(), tensor2(eps, n, d, &plain_device()));
+            let q1 = nets.q.forward(p.q1.frozen(), s.clone(), smp.action.clone());
+            let q = match &p.q2 {
+                Some(q2) => q1.min_pair(nets.q.forward(q2.frozen(), s, smp.action)),
+                None => q1,
+            };
+            let loss = smp
+                .log_prob
+                .clone()
+                .mul_scalar(p.alpha() as f32)
+                .sub(q)
+                .mean();
+            (loss, None, Some(smp.log_prob))
+        }
+        (AlgoName::Nadp, _) => (
+            model_return(nets, cfg, p, model, pi, s, true, rng).neg(),
+            None,
+            None,
+        ),
+        (AlgoName::MpgV1 | AlgoName::MpgV2, _) => {
+            let (wd, wm) = mpg_weights(k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
+            let all = a.rollout_gradient == RolloutGradient::AllActions;
+            let j0 = data_return(nets, p, pi, s.clone());
+            let jh = model_return(nets, cfg, p, model, pi, s, all, rng);
+            let loss = j0.mul_scalar(wd as f32).add(jh.mul_scalar(wm as f32)).neg();
+            (loss, Some((wd, wm)), None)
+        }
+        _ => (data_return(nets, p, pi, s).neg(), None, None),
+    }
+}
+
+/// `J_0 = mean Q1(s, π(s))`.
+pub fn data_return(nets: &Nets, p: &Params, pi: &[Tensor<2>], s: Tensor<2>) -> Tensor<1> {
+    let act = nets.policy.act(pi, s.clone());
+    nets.q.forward(p.q1.frozen(), s, act).mean()
+}
+
+/// `J_H = mean[Σ_{t<H} γ^t r̃_t + γ^H Q1(s_H, π(s_H))]` over an H-step rollout of the prior
+/// model from `s`. With `all_actions`, every action is `π_θ(s_t)` (the paper's eq. 6);
+/// otherwise only `a_0` depends on θ directly and later actions come from the policy's
+/// parameters as constants (the reference code), gradients still flowing through the states.
+#[allow(clippy::too_many_arguments)]
+pub fn model_return(
+    nets: &Nets,
+    cfg: &Config,
+    p: &Params,
+    model: &dyn PriorModel,
+    pi: &[Tensor<2>],
+    s: Tensor<2>,
+    all_actions: bool,
+    rng: &mut Pcg64Mcg,
+) -> Tensor<1> {
+    let scale = cfg.task.reward_scale as f32;
+    let gamma = cfg.algo.gamma as f32;
+    let frozen = p.pi.frozen();
+    let policy_at = |t: usize| if t == 0 || all_actions { pi } else { frozen };
+    let mut s = s;
+    let mut ret: Option<Tensor<1>> = None;
+    let mut disc = 1.0f32;
+    for t in 0..cfg.algo.horizon {
+        let act = nets.policy.act(policy_at(t), s.clone());
+        let (s2, r) = model.step(s, act, rng);
+        let term = r.mul_scalar(disc * scale);
+        ret = Some(match ret {
+            Some(acc) => acc.add(term),
+            None => term,
+        });
+        disc *= gamma;
+        s = s2;
+    }
+    let act = nets.policy.act(policy_at(cfg.algo.horizon), s.clone());
+    let tail = nets.q.forward(p.q1.frozen(), s, act).mul_scalar(disc);
+    match ret {
+        Some(acc) => acc.add(tail),
+        None => tail,
+    }
+    .mean()
+}
+
+/// The policy gradient of iteration `k` on the replayed states `obs` (row-major).
+pub fn gradient(
+    nets: &Nets,
+    cfg: &Config,
+    p: &Params,
+    model: &dyn PriorModel,
+    obs: &[f32],
+    k: u64,
+    rng: &mut Pcg64Mcg,
+) -> PolicyOut {
+    let o = nets.spec.obs_dim;
+    let s = tensor2(obs.to_vec(), obs.len() / o, o, &plain_device());
+    let tracked = p.pi.track();
+    let (loss, weights, log_prob) = loss(nets, cfg, p, model, &tracked.leaves, s, k, rng);
+    let value = nn::scalar(loss.clone().inner()) as f64;
+    let grads = tracked.grads(&loss.backward());
+    let log_alpha_grad = match (log_prob, cfg.algo.learn_alpha) {
+        (Some(lp), true) => {
+            let target = cfg
+                .algo
+                .target_entropy
+                .unwrap_or(-(nets.spec.act_dim as f64));
+            let mean_lp = nn::scalar(lp.inner().mean()) as f64;
+            // d/d log α of −log α · (E log π + target_entropy).
+            Some(-(mean_lp + target) as f32)
+        }
+        _ => None,
+    };
+    PolicyOut {
+        grads,
+        loss: value,
+        weights,
+        log_alpha_grad,
+    }
+}

@@ -1,0 +1,184 @@
+//! A small linear-quadratic regulator task with a known optimum, for tests and smoke runs.
+//!
+//! Double integrator with step 0.1 s: `p' = p + 0.1 v`, `v' = v + 0.1 a`, reward
+//! `r(s, a) = −(p² + 0.1 v² + 0.01 a²)` on the pre-step state, `a ∈ [−2, 2]`, episodes of 50
+//! steps, reset `p, v ~ U(−1, 1)`. It never terminates. The prior model is the exact linear
+//! system, optionally with a bias `+0.05` added to `v` each step as its mismatch.
+
+use burn::tensor::Tensor;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+use super::{Env, PriorModel, StepOut, TaskSpec};
+use crate::nn::tensor2;
+
+const DT: f32 = 0.1;
+const W_P: f32 = 1.0;
+const W_V: f32 = 0.1;
+const W_A: f32 = 0.01;
+const MODEL_BIAS: f32 = 0.05;
+
+/// The task description.
+pub fn spec() -> TaskSpec {
+    TaskSpec {
+        name: "lqr",
+        obs_dim: 2,
+        act_dim: 1,
+        action_low: vec![-2.0],
+        action_high: vec![2.0],
+        episode_len: 50,
+        obs_scale: vec![1.0, 1.0],
+    }
+}
+
+/// The reward of one agent.
+pub fn reward(s: &[f32], a: f32) -> f32 {
+    -(W_P * s[0] * s[0] + W_V * s[1] * s[1] + W_A * a * a)
+}
+
+/// The vectorized simulator.
+pub struct LqrEnv {
+    spec: TaskSpec,
+    state: Vec<f32>,
+    steps: Vec<usize>,
+    done: Vec<bool>,
+    rng: Pcg64Mcg,
+}
+
+impl LqrEnv {
+    /// `num_agents` agents, seeded.
+    pub fn new(num_agents: usize, seed: u64) -> Self {
+        let mut env = Self {
+            spec: spec(),
+            state: vec![0.0; 2 * num_agents],
+            steps: vec![0; num_agents],
+            done: vec![false; num_agents],
+            rng: Pcg64Mcg::seed_from_u64(seed),
+        };
+        env.reset(seed);
+        env
+    }
+
+    fn reset_agent(&mut self, k: usize) {
+        self.state[2 * k] = self.rng.random_range(-1.0..1.0);
+        self.state[2 * k + 1] = self.rng.random_range(-1.0..1.0);
+        self.steps[k] = 0;
+        self.done[k] = false;
+    }
+}
+
+impl Env for LqrEnv {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+    fn num_agents(&self) -> usize {
+        self.steps.len()
+    }
+    fn reset(&mut self, seed: u64) {
+        self.rng = Pcg64Mcg::seed_from_u64(seed);
+        for k in 0..self.num_agents() {
+            self.reset_agent(k);
+        }
+    }
+    fn reset_done(&mut self) {
+        for k in 0..self.num_agents() {
+            if self.done[k] {
+                self.reset_agent(k);
+            }
+        }
+    }
+    fn reset_to(&mut self, states: &[f32]) {
+        let n = states.len() / 2;
+        self.state = states.to_vec();
+        self.steps = vec![0; n];
+        self.done = vec![false; n];
+    }
+    fn observe(&self, out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(&self.state);
+    }
+    fn step(&mut self, actions: &[f32], out: &mut StepOut) {
+        let n = self.num_agents();
+        out.reward.clear();
+        out.terminated.clear();
+        out.truncated.clear();
+        for k in 0..n {
+            let a = actions[k].clamp(-2.0, 2.0);
+            let (p, v) = (self.state[2 * k], self.state[2 * k + 1]);
+            out.reward.push(reward(&[p, v], a));
+            self.state[2 * k] = p + DT * v;
+            self.state[2 * k + 1] = v + DT * a;
+            self.steps[k] += 1;
+            let truncated = self.steps[k] >= self.spec.episode_len;
+            self.done[k] = truncated;
+            out.terminated.push(false);
+            out.truncated.push(truncated);
+        }
+        self.observe(&mut out.next_obs);
+    }
+}
+
+/// The differentiable prior model.
+pub struct LqrModel {
+    spec: TaskSpec,
+    mismatch: bool,
+}
+
+impl LqrModel {
+    /// The exact linear model, plus a constant bias on `v` when `mismatch`.
+    pub fn new(mismatch: bool) -> Self {
+        Self {
+            spec: spec(),
+            mismatch,
+        }
+    }
+}
+
+impl PriorModel for LqrModel {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+    fn reward(&self, state: Tensor<2>, action: Tensor<2>) -> Tensor<1> {
+        let p = state.clone().narrow(1, 0, 1);
+        let v = state.narrow(1, 1, 1);
+        p.powi_scalar(2)
+            .mul_scalar(W_P)
+            .add(v.powi_scalar(2).mul_scalar(W_V))
+            .add(action.powi_scalar(2).mul_scalar(W_A))
+            .neg()
+            .squeeze_dim(1)
+    }
+    fn step(
+        &self,
+        state: Tensor<2>,
+        action: Tensor<2>,
+        _rng: &mut Pcg64Mcg,
+    ) -> (Tensor<2>, Tensor<1>) {
+        let r = self.reward(state.clone(), action.clone());
+        let p = state.clone().narrow(1, 0, 1);
+        let v = state.narrow(1, 1, 1);
+        let p2 = p.add(v.clone().mul_scalar(DT));
+        let mut v2 = v.add(action.mul_scalar(DT));
+        if self.mismatch {
+            v2 = v2.add_scalar(MODEL_BIAS);
+        }
+        (Tensor::cat(vec![p2, v2], 1), r)
+    }
+}
+
+/// Matrices of the task for analytic checks: `(A, B, Q, R)` with `r = −(sᵀQs + aᵀRa)`.
+pub fn matrices() -> ([[f64; 2]; 2], [f64; 2], [f64; 2], f64) {
+    let dt = DT as f64;
+    (
+        [[1.0, dt], [0.0, 1.0]],
+        [0.0, dt],
+        [W_P as f64, W_V as f64],
+        W_A as f64,
+    )
+}
+
+/// Build a `[n, 2]` state tensor (test helper).
+pub fn states(data: Vec<f32>, device: &burn::tensor::Device) -> Tensor<2> {
+    let n = data.len() / 2;
+    tensor2(data, n, 2, device)
+}
