@@ -1,6 +1,8 @@
 //! Tasks: the vectorized `Env` trait (true simulators in plain Rust) and the
 //! differentiable `PriorModel` trait (burn tensors, so gradients flow through it).
 
+pub mod pendulum;
+
 use burn::tensor::Tensor;
 use rand_pcg::Pcg64Mcg;
 
@@ -62,5 +64,10 @@ pub trait PriorModel: Send {
     fn reward(&self, state: Tensor<2>, action: Tensor<2>) -> Tensor<1>;
     /// One model step on a batch: `(next_state, reward)` with `reward = self.reward(state, action)`.
     /// Any stochastic mismatch (biased noise) is drawn from `rng`.
-    fn step(&self, state: Tensor<2>, action: Tensor<2>, rng: &mut Pcg64Mcg) -> (Tensor<2>, Tensor<1>);
+    fn step(
+        &self,
+        state: Tensor<2>,
+        action: Tensor<2>,
+        rng: &mut Pcg64Mcg,
+    ) -> (Tensor<2>, Tensor<1>);
 }

@@ -7,8 +7,14 @@ use rand_distr::StandardNormal;
 /// scaled by `gain`, as `torch.nn.init.orthogonal_` / TF's `Orthogonal` initialiser.
 pub fn orthogonal(rows: usize, cols: usize, gain: f32, rng: &mut impl Rng) -> Vec<f32> {
     // Work on a tall matrix `n × k` (n ≥ k) whose k columns are orthonormalised.
-    let (n, k) = if rows >= cols { (rows, cols) } else { (cols, rows) };
-    let mut a: Vec<f64> = (0..n * k).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
+    let (n, k) = if rows >= cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
+    let mut a: Vec<f64> = (0..n * k)
+        .map(|_| rng.sample::<f64, _>(StandardNormal))
+        .collect();
     // Column j lives at a[i * k + j]. Modified Gram–Schmidt, twice for accuracy.
     for j in 0..k {
         for _ in 0..2 {
@@ -27,7 +33,11 @@ pub fn orthogonal(rows: usize, cols: usize, gain: f32, rng: &mut impl Rng) -> Ve
     let mut out = vec![0.0f32; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
-            let v = if rows >= cols { a[r * k + c] } else { a[c * k + r] };
+            let v = if rows >= cols {
+                a[r * k + c]
+            } else {
+                a[c * k + r]
+            };
             out[r * cols + c] = gain * v as f32;
         }
     }
@@ -44,7 +54,8 @@ mod tests {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
         for (r, c) in [(8, 3), (3, 8), (5, 5)] {
             let w = orthogonal(r, c, 1.0, &mut rng);
-            let (n, k, at) = if r >= c {
+            type At = fn(&[f32], usize, usize, usize) -> f32;
+            let (n, k, at): (usize, usize, At) = if r >= c {
                 (r, c, |w: &[f32], i: usize, j: usize, c: usize| w[i * c + j])
             } else {
                 (c, r, |w: &[f32], i: usize, j: usize, c: usize| w[j * c + i])

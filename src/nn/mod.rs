@@ -185,7 +185,10 @@ pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f32) -> f32 {
     let norm = global_norm(grads);
     if norm.is_finite() && norm > max_norm && max_norm > 0.0 {
         let s = max_norm / norm;
-        grads.iter_mut().flat_map(|g| g.iter_mut()).for_each(|x| *x *= s);
+        grads
+            .iter_mut()
+            .flat_map(|g| g.iter_mut())
+            .for_each(|x| *x *= s);
     }
     norm
 }

@@ -125,7 +125,11 @@ impl Adam {
         let (b1, b2, eps) = (b1 as f32, b2 as f32, self.config.eps as f32);
         let (ms, vs) = (&mut self.m, &mut self.v);
         params.update(|vals| {
-            for (((p, g), m), v) in vals.iter_mut().zip(grads).zip(ms.iter_mut()).zip(vs.iter_mut())
+            for (((p, g), m), v) in vals
+                .iter_mut()
+                .zip(grads)
+                .zip(ms.iter_mut())
+                .zip(vs.iter_mut())
             {
                 for i in 0..p.len() {
                     m[i] = b1 * m[i] + (1.0 - b1) * g[i];
