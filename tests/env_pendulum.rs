@@ -340,13 +340,14 @@ fn reset_done_resets_only_finished_agents() {
     let snapshot = env.states().to_vec();
     env.reset_done();
     assert_eq!(env.states(), &snapshot[..]);
-    // Truncated agents are reset too.
+    // Truncated agents are reset too (a linear feedback keeps this one healthy for 100 steps).
     let mut env = PendulumEnv::new(1, 12);
     for _ in 0..EPISODE_LEN {
-        let a = [-(env.states()[0][1] * 30.0 + env.states()[0][3] * 5.0) as f32];
+        let s = env.states()[0];
+        let a = [(0.5 * s[0] + 10.0 * s[1] + s[2] + 1.5 * s[3]) as f32];
         env.step(&a, &mut out);
     }
-    assert!(out.truncated[0]);
+    assert!(out.truncated[0] && !out.terminated[0]);
     env.reset_done();
     assert_eq!(env.step_counts(), &[0]);
 }
