@@ -1,6 +1,8 @@
 //! Tasks: the vectorized `Env` trait (true simulators in plain Rust) and the
 //! differentiable `PriorModel` trait (burn tensors, so gradients flow through it).
 
+pub mod path_tracking;
+
 use burn::tensor::Tensor;
 use rand_pcg::Pcg64Mcg;
 
