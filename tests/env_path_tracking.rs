@@ -636,3 +636,28 @@ fn reward_on_hand_computed_example() {
     let r = to_vec(model.reward(tensor2(s.to_vec(), 1, 6, &dev), tensor2(big.to_vec(), 1, 2, &dev)));
     assert!((r[0] - unclipped).abs() < 1e-5, "model reward {}", r[0]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The simulator's vectorisable math
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fast_math_matches_std() {
+    use pt::fast_math;
+    let mut rng = Pcg64Mcg::seed_from_u64(23);
+    for _ in 0..200_000 {
+        let v: f32 = rng.random_range(-3000.0..3000.0) * rng.random_range(0.0f32..1.0).powi(3);
+        assert_eq!(fast_math::floor(v), v.floor(), "floor({v})");
+        let u: f32 = rng.random_range(-8.0..8.0);
+        let (s, c) = fast_math::sincos_turns(u);
+        let a = std::f64::consts::TAU * u as f64;
+        assert!((s as f64 - a.sin()).abs() < 3e-7, "sin at {u} turns: {s}");
+        assert!((c as f64 - a.cos()).abs() < 3e-7, "cos at {u} turns: {c}");
+        let t = v * 0.01;
+        let at = (t as f64).atan();
+        assert!((fast_math::atan(t) as f64 - at).abs() < 2e-7 * (1.0 + at.abs()), "atan({t})");
+    }
+    for v in [0.0f32, -0.0, 0.5, -0.5, 1.5, -1.5, 8_388_607.5, -8_388_607.5, 1e9, -1e9, -1e-30] {
+        assert_eq!(fast_math::floor(v), v.floor(), "floor({v})");
+    }
+}

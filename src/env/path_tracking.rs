@@ -136,6 +136,23 @@ pub fn phi_ref(x: f64) -> f64 {
         .atan()
 }
 
+#[doc(hidden)]
+/// Test hooks for the vectorisable math (not part of the task API).
+pub mod fast_math {
+    /// `floor`.
+    pub fn floor(v: f32) -> f32 {
+        super::floor_fast(v)
+    }
+    /// `(sin 2πu, cos 2πu)`.
+    pub fn sincos_turns(u: f32) -> (f32, f32) {
+        super::sincos_turns(u)
+    }
+    /// `atan`.
+    pub fn atan(v: f32) -> f32 {
+        super::atan_fast(v)
+    }
+}
+
 /// Wrap an angle to `[−π, π)`.
 pub fn wrap_angle(a: f32) -> f32 {
     a - TWO_PI * ((a + PI) / TWO_PI).floor()
@@ -164,6 +181,17 @@ fn reward_phys(dvx: f32, r: f32, dy: f32, dphi: f32, delta: f32, ax: f32) -> f32
 
 /// 1.5·2²³: adding and subtracting it rounds an f32 with |v| < 2²² to the nearest integer.
 const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `floor(v)` without a libm call (SSE2 has no vector floor); exact for every f32.
+#[inline(always)]
+fn floor_fast(v: f32) -> f32 {
+    const TWO23: f32 = 8_388_608.0;
+    let a = v.abs();
+    // |v| < 2²³: adding 2²³ rounds |v| to an integer; larger values are integers already.
+    let ra = (a + TWO23) - TWO23;
+    let t = if a < TWO23 { ra.copysign(v) } else { v };
+    if t > v { t - 1.0 } else { t }
+}
 
 /// `(sin 2πu, cos 2πu)` for an angle `u` in turns, |u| < 2²⁰.
 #[inline(always)]
@@ -325,16 +353,16 @@ fn kernel(c: &mut Chunk) {
         }
     }
     for i in 0..LANES {
-        let x = c.x[i] - PATH_PERIOD * (c.x[i] * (1.0 / PATH_PERIOD)).floor();
+        let x = c.x[i] - PATH_PERIOD * floor_fast(c.x[i] * (1.0 / PATH_PERIOD));
         c.x[i] = x;
         c.dvx[i] = c.vx[i] - V_REF;
         let phi = c.phi[i];
-        let phi = phi - TWO_PI * ((phi + PI) * (1.0 / TWO_PI)).floor();
+        let phi = phi - TWO_PI * floor_fast((phi + PI) * (1.0 / TWO_PI));
         c.phi[i] = phi;
         let (yr, pr) = path_fast(x);
         let dy = c.y[i] - yr;
         let d = phi - pr;
-        let dphi = d - TWO_PI * ((d + PI) * (1.0 / TWO_PI)).floor();
+        let dphi = d - TWO_PI * floor_fast((d + PI) * (1.0 / TWO_PI));
         c.dy[i] = dy;
         c.dphi[i] = dphi;
         // Termination on the post-step state and this step's action.
