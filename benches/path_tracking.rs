@@ -46,7 +46,9 @@ fn model(c: &mut Criterion) {
     let mut states = Vec::new();
     env.observe(&mut states);
     let mut rng = Pcg64Mcg::seed_from_u64(1);
-    let actions: Vec<f32> = (0..2 * batch).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let actions: Vec<f32> = (0..2 * batch)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let dev = device();
     let mut g = c.benchmark_group("path_tracking_model");
     g.throughput(Throughput::Elements(batch as u64));

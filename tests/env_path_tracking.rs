@@ -60,14 +60,19 @@ fn exact_model_agrees_with_simulator_over_20_steps() {
             }
             let ex = circ_diff(ms[6 * i + 5], out.next_obs[6 * i + 5], 1200.0);
             max_err[5] = max_err[5].max(ex);
-            max_err[6] = max_err[6].max((mr[i] - out.reward[i]).abs() / (1.0 + out.reward[i].abs()));
+            max_err[6] =
+                max_err[6].max((mr[i] - out.reward[i]).abs() / (1.0 + out.reward[i].abs()));
         }
         // Both continue from the simulator's state (the model is judged one step at a time).
         s.clone_from(&out.next_obs);
     }
     let tol = [2e-3, 2e-3, 2e-3, 2e-3, 2e-4, 5e-3, 1e-5];
     for j in 0..7 {
-        assert!(max_err[j] < tol[j], "component {j}: max error {} (all: {max_err:?})", max_err[j]);
+        assert!(
+            max_err[j] < tol[j],
+            "component {j}: max error {} (all: {max_err:?})",
+            max_err[j]
+        );
     }
 }
 
@@ -82,14 +87,20 @@ fn exact_model_rollout_tracks_simulator_rollout() {
     env.observe(&mut s);
     let mut out = StepOut::default();
     for _ in 0..20 {
-        let a: Vec<f32> = random_actions(&mut rng, n).iter().map(|v| 0.3 * v).collect();
+        let a: Vec<f32> = random_actions(&mut rng, n)
+            .iter()
+            .map(|v| 0.3 * v)
+            .collect();
         env.step(&a, &mut out);
         s = model_step(&model, &s, &a, &mut rng).0;
     }
     for i in 0..n {
         for j in 0..5 {
             let (m, e) = (s[6 * i + j], out.next_obs[6 * i + j]);
-            assert!((m - e).abs() < 1e-2 * (1.0 + e.abs()), "agent {i} dim {j}: {m} vs {e}");
+            assert!(
+                (m - e).abs() < 1e-2 * (1.0 + e.abs()),
+                "agent {i} dim {j}: {m} vs {e}"
+            );
         }
         assert!(circ_diff(s[6 * i + 5], out.next_obs[6 * i + 5], 1200.0) < 2e-2);
     }
@@ -145,8 +156,9 @@ fn reference_sim_step(o: &[f32], a: &[f32]) -> [f64; 6] {
 fn f_xu(vx: f64, vy: f64, r: f64, delta: f64, ax: f64, tau: f64) -> (f64, f64, f64) {
     let (cf, cr, a, b, m, iz) = (-128915.5, -85943.6, 1.06, 1.85, 1412.0, 1536.7);
     let nvx = vx + tau * (ax + vy * r);
-    let nvy = (m * vy * vx + tau * (a * cf - b * cr) * r - tau * cf * delta * vx - tau * m * vx * vx * r)
-        / (m * vx - tau * (cf + cr));
+    let nvy =
+        (m * vy * vx + tau * (a * cf - b * cr) * r - tau * cf * delta * vx - tau * m * vx * vx * r)
+            / (m * vx - tau * (cf + cr));
     let nr = (-iz * r * vx - tau * (a * cf - b * cr) * vy + tau * a * cf * delta * vx)
         / (tau * (a * a * cf + b * b * cr) - iz * vx);
     (nvx, nvy, nr)
@@ -185,12 +197,17 @@ fn mismatched_model_drifts_in_lateral_error() {
     let mut s = Vec::new();
     env.observe(&mut s);
     let mut out = StepOut::default();
-    let a: Vec<f32> = random_actions(&mut rng, n).iter().map(|v| 0.2 * v).collect();
+    let a: Vec<f32> = random_actions(&mut rng, n)
+        .iter()
+        .map(|v| 0.2 * v)
+        .collect();
     for k in 1..=5 {
         env.step(&a, &mut out);
         s = model_step(&model, &s, &a, &mut rng).0;
-        let mean_diff: f32 =
-            (0..n).map(|i| s[6 * i + 3] - out.next_obs[6 * i + 3]).sum::<f32>() / n as f32;
+        let mean_diff: f32 = (0..n)
+            .map(|i| s[6 * i + 3] - out.next_obs[6 * i + 3])
+            .sum::<f32>()
+            / n as f32;
         let want = 0.5 * k as f32;
         assert!(
             (mean_diff - want).abs() < 0.15 * k as f32,
@@ -208,11 +225,15 @@ fn mismatched_model_noise_is_biased_normal() {
         ..PathTrackingModelConfig::mismatched()
     });
     let mut rng = Pcg64Mcg::seed_from_u64(7);
-    let s: Vec<f32> = (0..n).flat_map(|_| [0.0, 0.0, 0.0, 0.0, 0.0, 10.0]).collect();
+    let s: Vec<f32> = (0..n)
+        .flat_map(|_| [0.0, 0.0, 0.0, 0.0, 0.0, 10.0])
+        .collect();
     let a = vec![0.0; 2 * n];
     let (ns, _) = model_step(&noisy, &s, &a, &mut rng);
     let (cs, _) = model_step(&clean, &s, &a, &mut rng);
-    let d: Vec<f64> = (0..n).map(|i| (ns[6 * i + 3] - cs[6 * i + 3]) as f64).collect();
+    let d: Vec<f64> = (0..n)
+        .map(|i| (ns[6 * i + 3] - cs[6 * i + 3]) as f64)
+        .collect();
     let mean = d.iter().sum::<f64>() / n as f64;
     let std = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
     assert!((mean - 0.5).abs() < 1e-3, "noise mean {mean}");
@@ -245,7 +266,10 @@ fn reference_model_step(s: &[f64], a: &[f64]) -> ([f64; 6], f64) {
     let ndy = dy + tau * (vx * dphi.sin() + vy * dphi.cos());
     let ndphi = dphi + tau * r;
     let nx = x + tau * (vx * dphi.cos() - vy * dphi.sin());
-    ([nvx.clamp(1.0, 35.0) - 20.0, nvy, nr, ndy, ndphi, nx], reward)
+    (
+        [nvx.clamp(1.0, 35.0) - 20.0, nvy, nr, ndy, ndphi, nx],
+        reward,
+    )
 }
 
 #[test]
@@ -289,10 +313,7 @@ fn model_step_gradients_match_finite_differences() {
 
     // L = Σ_i [Σ_j w_j s'_ij + w_6 r_i].
     let wt = tensor2(w[..6].iter().map(|&v| v as f32).collect(), 1, 6, &dev);
-    let loss = ns
-        .mul(wt)
-        .sum()
-        .add(rw.mul_scalar(w[6] as f32).sum());
+    let loss = ns.mul(wt).sum().add(rw.mul_scalar(w[6] as f32).sum());
     let grads = loss.backward();
     let gs = to_vec(st.grad(&grads).expect("state gradient"));
     let ga = to_vec(at.grad(&grads).expect("action gradient"));
@@ -306,7 +327,8 @@ fn model_step_gradients_match_finite_differences() {
         let s64: Vec<f64> = s[6 * i..6 * i + 6].iter().map(|&v| v as f64).collect();
         let a64: Vec<f64> = a[2 * i..2 * i + 2].iter().map(|&v| v as f64).collect();
         for j in 0..8 {
-            let (mut sp, mut sm, mut ap, mut am) = (s64.clone(), s64.clone(), a64.clone(), a64.clone());
+            let (mut sp, mut sm, mut ap, mut am) =
+                (s64.clone(), s64.clone(), a64.clone(), a64.clone());
             if j < 6 {
                 sp[j] += h;
                 sm[j] -= h;
@@ -315,7 +337,11 @@ fn model_step_gradients_match_finite_differences() {
                 am[j - 6] -= h;
             }
             let fd = (scalar(&sp, &ap) - scalar(&sm, &am)) / (2.0 * h);
-            let g = if j < 6 { gs[6 * i + j] } else { ga[2 * i + j - 6] } as f64;
+            let g = if j < 6 {
+                gs[6 * i + j]
+            } else {
+                ga[2 * i + j - 6]
+            } as f64;
             assert!(
                 (g - fd).abs() < 1e-3 * (1.0 + fd.abs()),
                 "agent {i} input {j}: autodiff {g} vs finite difference {fd}"
@@ -356,7 +382,12 @@ fn reset_distribution_moments() {
     close(s0, 10.0 / 12f64.sqrt(), 0.05, "std v_x");
     close(m1, 0.0, 0.05, "mean v_y");
     // v_y = v_x tan β, β ~ N(0, 0.15): E[v_y²] ≈ E[v_x²]·E[tan²β].
-    close(s1, ((400.0f64 + 100.0 / 12.0) * 0.0225 * (1.0 + 2.0 * 0.0225)).sqrt(), 0.06, "std v_y");
+    close(
+        s1,
+        ((400.0f64 + 100.0 / 12.0) * 0.0225 * (1.0 + 2.0 * 0.0225)).sqrt(),
+        0.06,
+        "std v_y",
+    );
     close(m2, 0.0, 0.01, "mean r");
     close(s2, 0.3, 0.01, "std r");
     close(m3, 0.0, 0.03, "mean Δy");
@@ -462,16 +493,21 @@ fn truncation_after_200_steps_since_reset() {
             })
             .collect();
         env.step(&a, &mut out);
-        for i in 0..n {
-            clock[i] += 1;
-            assert_eq!(out.truncated[i], clock[i] == 200, "agent {i} step {t}");
+        for (i, k) in clock.iter_mut().enumerate() {
+            *k += 1;
+            assert_eq!(out.truncated[i], *k == 200, "agent {i} step {t}");
             truncations += out.truncated[i] as usize;
             if out.truncated[i] || out.terminated[i] {
-                clock[i] = 0;
+                *k = 0;
             }
         }
         env.reset_done();
-        assert!(env.steps_since_reset().iter().zip(&clock).all(|(&a, &b)| a as usize == b));
+        assert!(
+            env.steps_since_reset()
+                .iter()
+                .zip(&clock)
+                .all(|(&a, &b)| a as usize == b)
+        );
         if t == 300 {
             // reset_to restarts every agent's clock.
             let mut o = Vec::new();
@@ -495,7 +531,11 @@ fn terminal_reference(o: &[f32], a: &[f32]) -> bool {
     let (cf, cr, la, lb, m, g) = (-128915.5f64, -85943.6f64, 1.06, 1.85, 1412.0, 9.81);
     let fzf = lb * m * g / (la + lb);
     let fzr = la * m * g / (la + lb);
-    let (fxf, fxr) = if ax < 0.0 { (m * ax / 2.0, m * ax / 2.0) } else { (0.0, m * ax) };
+    let (fxf, fxr) = if ax < 0.0 {
+        (m * ax / 2.0, m * ax / 2.0)
+    } else {
+        (0.0, m * ax)
+    };
     let muf = (fzf * fzf - fxf * fxf).sqrt() / fzf;
     let mur = (fzr * fzr - fxr * fxr).sqrt() / fzr;
     let (vx, vy, r) = (o[0] + 20.0, o[1], o[2]);
@@ -526,14 +566,18 @@ fn termination_on_hand_made_states() {
         ([0.0, 0.0, 0.0, -3.5, 0.0, 0.0], [0.0, 0.0], true),
         ([0.0, 0.0, 0.0, 0.0, 1.0, 0.0], [0.0, 0.0], true), // |Δφ| > π/4
         ([-18.5, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, -1.0], true), // v_x < 2
-        ([0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 0.0], true),  // front slip at full steer
+        ([0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 0.0], true), // front slip at full steer
         ([0.0, -6.0, 0.0, 0.0, 0.0, 0.0], [-0.6, 0.0], true), // rear slip (v_y large)
         ([10.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 1.0], false), // accelerating, straight
         ([-5.0, 0.2, 0.05, 1.0, 0.1, 300.0], [0.05, -0.5], false), // moderate
     ];
     for (k, (s, a, want)) in cases.iter().enumerate() {
         let (next, term) = step_one(*s, *a);
-        assert_eq!(term, terminal_reference(&next, a), "case {k}: env vs documented rule");
+        assert_eq!(
+            term,
+            terminal_reference(&next, a),
+            "case {k}: env vs documented rule"
+        );
         assert_eq!(term, *want, "case {k}: next state {next:?}");
     }
 }
@@ -559,7 +603,10 @@ fn yaw_rate_bound_terminates_in_steady_cornering() {
     let (vx, vy, r) = (o[0] as f64 + 20.0, o[1] as f64, o[2] as f64);
     assert!(r.abs() > 9.81 / vx, "yaw rate {r} below the bound");
     let ar = ((vy - 1.85 * r) / vx).atan();
-    assert!(ar.abs() < 3.0 * 5046.0 / 85943.6, "rear slip {ar} out of bound");
+    assert!(
+        ar.abs() < 3.0 * 5046.0 / 85943.6,
+        "rear slip {ar} out of bound"
+    );
     assert!(out.terminated[0]);
     assert_eq!(out.terminated[0], terminal_reference(o, &a));
 }
@@ -613,10 +660,17 @@ fn reward_on_hand_computed_example() {
     env.reset_to(&s);
     let mut out = StepOut::default();
     env.step(&a, &mut out);
-    assert!((out.reward[0] - want).abs() < 1e-6, "env reward {}", out.reward[0]);
+    assert!(
+        (out.reward[0] - want).abs() < 1e-6,
+        "env reward {}",
+        out.reward[0]
+    );
     let model = PathTrackingModel::new(PathTrackingModelConfig::mismatched());
     let dev = device();
-    let r = to_vec(model.reward(tensor2(s.to_vec(), 1, 6, &dev), tensor2(a.to_vec(), 1, 2, &dev)));
+    let r = to_vec(model.reward(
+        tensor2(s.to_vec(), 1, 6, &dev),
+        tensor2(a.to_vec(), 1, 2, &dev),
+    ));
     assert!((r[0] - want).abs() < 1e-6, "model reward {}", r[0]);
     let mut rng = Pcg64Mcg::seed_from_u64(0);
     let (_, r2) = model_step(&model, &s, &a, &mut rng);
@@ -629,11 +683,18 @@ fn reward_on_hand_computed_example() {
         - 0.05 * 9.0;
     env.reset_to(&s);
     env.step(&big, &mut out);
-    assert!((out.reward[0] - clipped).abs() < 1e-5, "clipped env reward {}", out.reward[0]);
+    assert!(
+        (out.reward[0] - clipped).abs() < 1e-5,
+        "clipped env reward {}",
+        out.reward[0]
+    );
     let unclipped = -(0.01 * 4.0 + 0.04 + 0.1 * 0.04 + 0.02 * 0.01)
         - 5.0 * (2.4 * std::f32::consts::PI / 9.0).powi(2)
         - 0.05 * 81.0;
-    let r = to_vec(model.reward(tensor2(s.to_vec(), 1, 6, &dev), tensor2(big.to_vec(), 1, 2, &dev)));
+    let r = to_vec(model.reward(
+        tensor2(s.to_vec(), 1, 6, &dev),
+        tensor2(big.to_vec(), 1, 2, &dev),
+    ));
     assert!((r[0] - unclipped).abs() < 1e-5, "model reward {}", r[0]);
 }
 
@@ -655,9 +716,24 @@ fn fast_math_matches_std() {
         assert!((c as f64 - a.cos()).abs() < 3e-7, "cos at {u} turns: {c}");
         let t = v * 0.01;
         let at = (t as f64).atan();
-        assert!((fast_math::atan(t) as f64 - at).abs() < 2e-7 * (1.0 + at.abs()), "atan({t})");
+        assert!(
+            (fast_math::atan(t) as f64 - at).abs() < 2e-7 * (1.0 + at.abs()),
+            "atan({t})"
+        );
     }
-    for v in [0.0f32, -0.0, 0.5, -0.5, 1.5, -1.5, 8_388_607.5, -8_388_607.5, 1e9, -1e9, -1e-30] {
+    for v in [
+        0.0f32,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        8_388_607.5,
+        -8_388_607.5,
+        1e9,
+        -1e9,
+        -1e-30,
+    ] {
         assert_eq!(fast_math::floor(v), v.floor(), "floor({v})");
     }
 }

@@ -43,6 +43,12 @@
 //!   sub-step with a Taylor series instead of evaluating trig functions, evaluates the path with
 //!   vectorisable polynomial `sin`/`cos`/`atan` (f32, ≈1e-7 accurate) once per step, and computes
 //!   both semi-implicit divisions with one reciprocal. It runs in f32 (reference: f32 TF).
+//!   Agents are processed in chunks of 64 lanes by a branch-free kernel compiled three times
+//!   (baseline x86-64 = SSE2, AVX2+FMA, AVX-512) and selected at run time ([`Kernel`]); no
+//!   `target-cpu` flag is needed and the variants give bit-identical results (no op is fused
+//!   or reordered). A single agent still pays for one 64-lane chunk.
+//! * The observation caches `v_x − 20`, `Δy` and `Δφ`, so [`Env::reset_to`] round-trips exactly
+//!   (the global pose `y`, `φ` is reconstructed from them in f64).
 //! * The exact model (`curved_path: true`) also wraps `x` modulo 1200 (the mismatched model, as
 //!   the reference, does not). Wrap offsets are computed on detached values, so gradients pass
 //!   through wraps as the identity; the `v_x` clamp has zero gradient outside [1, 35].
@@ -216,8 +222,20 @@ fn atan_fast(v: f32) -> f32 {
     let a = v.abs();
     let big = a > 2.414_213_6;
     let mid = a > 0.414_213_57;
-    let num = if big { -1.0 } else if mid { a - 1.0 } else { a };
-    let den = if big { a } else if mid { a + 1.0 } else { 1.0 };
+    let num = if big {
+        -1.0
+    } else if mid {
+        a - 1.0
+    } else {
+        a
+    };
+    let den = if big {
+        a
+    } else if mid {
+        a + 1.0
+    } else {
+        1.0
+    };
     let y0 = if big {
         PI / 2.0
     } else if mid {
@@ -227,9 +245,8 @@ fn atan_fast(v: f32) -> f32 {
     };
     let x = num / den;
     let z = x * x;
-    let y = y0 + (((8.053_744_5e-2 * z - 1.387_768_6e-1) * z + 1.997_771_1e-1) * z - 3.333_295e-1)
-        * z
-        * x
+    let y = y0
+        + (((8.053_744_5e-2 * z - 1.387_768_6e-1) * z + 1.997_771_1e-1) * z - 3.333_295e-1) * z * x
         + x;
     if v < 0.0 { -y } else { y }
 }
@@ -315,14 +332,7 @@ fn kernel(c: &mut Chunk) {
     let mut cs = [0.0f32; LANES];
     let mut sn = [0.0f32; LANES];
     for i in 0..LANES {
-        c.reward[i] = reward_phys(
-            c.dvx[i],
-            c.r[i],
-            c.dy[i],
-            c.dphi[i],
-            c.delta[i],
-            c.ax[i],
-        );
+        c.reward[i] = reward_phys(c.dvx[i], c.r[i], c.dy[i], c.dphi[i], c.delta[i], c.ax[i]);
         let (s, co) = sincos_turns(c.phi[i] * (1.0 / TWO_PI));
         sn[i] = s;
         cs[i] = co;
@@ -345,7 +355,8 @@ fn kernel(c: &mut Chunk) {
             let d1 = MASS * vx - TAU * (C_F + C_R);
             let d2 = TAU * K2 - I_Z * vx;
             let inv = 1.0 / (d1 * d2);
-            let nvy = MASS * vy * vx + TAU * K1 * r - TAU * C_F * delta * vx - TAU * MASS * vx * vx * r;
+            let nvy =
+                MASS * vy * vx + TAU * K1 * r - TAU * C_F * delta * vx - TAU * MASS * vx * vx * r;
             let nr = -I_Z * r * vx - TAU * K1 * vy + TAU * L_A * C_F * delta * vx;
             c.vy[i] = nvy * (d2 * inv);
             c.r[i] = nr * (d1 * inv);
@@ -641,7 +652,10 @@ impl Env for PathTrackingEnv {
             c.phi[..len].copy_from_slice(&self.phi[rg.clone()]);
             c.dy[..len].copy_from_slice(&self.dy[rg.clone()]);
             c.dphi[..len].copy_from_slice(&self.dphi[rg.clone()]);
-            for (j, a) in actions[2 * start..2 * (start + len)].chunks_exact(2).enumerate() {
+            for (j, a) in actions[2 * start..2 * (start + len)]
+                .chunks_exact(2)
+                .enumerate()
+            {
                 c.delta[j] = a[0].clamp(-1.0, 1.0) * STEER_SCALE;
                 c.ax[j] = a[1].clamp(-1.0, 1.0) * ACC_SCALE;
             }
@@ -650,8 +664,15 @@ impl Env for PathTrackingEnv {
                 c.vx[len..].fill(V_REF);
                 for v in [
                     &mut c.dvx,
-                    &mut c.vy, &mut c.r, &mut c.x, &mut c.y, &mut c.phi, &mut c.dy, &mut c.dphi,
-                    &mut c.delta, &mut c.ax,
+                    &mut c.vy,
+                    &mut c.r,
+                    &mut c.x,
+                    &mut c.y,
+                    &mut c.phi,
+                    &mut c.dy,
+                    &mut c.dphi,
+                    &mut c.delta,
+                    &mut c.ax,
                 ] {
                     v[len..].fill(0.0);
                 }
@@ -892,10 +913,8 @@ impl PriorModel for PathTrackingModel {
         if cfg.noise {
             let normal = Normal::new(NOISE_MEAN, NOISE_STD).expect("valid normal");
             let noise: Vec<f32> = (0..b).map(|_| normal.sample(rng)).collect();
-            let noise = Tensor::<2>::from_data(
-                burn::tensor::TensorData::new(noise, [b, 1]),
-                &dy.device(),
-            );
+            let noise =
+                Tensor::<2>::from_data(burn::tensor::TensorData::new(noise, [b, 1]), &dy.device());
             dy = dy.add(noise);
         }
         let next = Tensor::cat(vec![vx.sub_scalar(V_REF), vy, r, dy, dphi, x], 1);
