@@ -2,6 +2,7 @@
 //! differentiable `PriorModel` trait (burn tensors, so gradients flow through it).
 
 pub mod lqr;
+pub mod path_tracking;
 pub mod pendulum;
 
 use anyhow::{Result, bail};
@@ -14,6 +15,7 @@ pub const TASKS: [&str; 3] = ["path_tracking", "pendulum", "lqr"];
 /// The description of a registered task.
 pub fn task_spec(name: &str) -> Result<TaskSpec> {
     Ok(match name {
+        "path_tracking" => path_tracking::spec(),
         "pendulum" => pendulum::spec(),
         "lqr" => lqr::spec(),
         _ => bail!(unknown(name)),
@@ -23,6 +25,7 @@ pub fn task_spec(name: &str) -> Result<TaskSpec> {
 /// A task's true simulator with `num_agents` agents.
 pub fn make_env(name: &str, num_agents: usize, seed: u64) -> Result<Box<dyn Env>> {
     Ok(match name {
+        "path_tracking" => Box::new(path_tracking::PathTrackingEnv::new(num_agents, seed)),
         "pendulum" => Box::new(pendulum::PendulumEnv::new(num_agents, seed)),
         "lqr" => Box::new(lqr::LqrEnv::new(num_agents, seed)),
         _ => bail!(unknown(name)),
@@ -32,6 +35,9 @@ pub fn make_env(name: &str, num_agents: usize, seed: u64) -> Result<Box<dyn Env>
 /// A task's prior model, with or without its deliberate mismatch.
 pub fn make_model(name: &str, mismatch: bool) -> Result<Box<dyn PriorModel>> {
     Ok(match name {
+        "path_tracking" => Box::new(path_tracking::PathTrackingModel::new(
+            path_tracking::PathTrackingModelConfig::mismatch_flag(mismatch),
+        )),
         "pendulum" => Box::new(pendulum::PendulumModel::new(if mismatch {
             pendulum::PendulumModelConfig::mismatched()
         } else {
