@@ -44,14 +44,14 @@ mod tests {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
         for (r, c) in [(8, 3), (3, 8), (5, 5)] {
             let w = orthogonal(r, c, 1.0, &mut rng);
-            let (n, k, at) = if r >= c {
-                (r, c, |w: &[f32], i: usize, j: usize, c: usize| w[i * c + j])
-            } else {
-                (c, r, |w: &[f32], i: usize, j: usize, c: usize| w[j * c + i])
+            let (n, k) = if r >= c { (r, c) } else { (c, r) };
+            // Element i of vector j: columns when tall, rows when wide.
+            let at = |w: &[f32], i: usize, j: usize| {
+                if r >= c { w[i * c + j] } else { w[j * c + i] }
             };
             for p in 0..k {
                 for q in 0..k {
-                    let dot: f32 = (0..n).map(|i| at(&w, i, p, c) * at(&w, i, q, c)).sum();
+                    let dot: f32 = (0..n).map(|i| at(&w, i, p) * at(&w, i, q)).sum();
                     let want = if p == q { 1.0 } else { 0.0 };
                     assert!((dot - want).abs() < 1e-5, "{r}x{c}: <{p},{q}> = {dot}");
                 }

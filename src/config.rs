@@ -1,0 +1,571 @@
+//! Run configuration: TOML files deserialised with serde, unknown keys rejected, every field
+//! documented where it is declared, `--set key=value` overrides, validation with errors that
+//! name the key.
+//!
+//! Defaults are the paper's path-tracking MPG settings (see `docs/` and the files under
+//! `configs/` for every (task, algorithm) pair).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::nn::{AdamConfig, LrSchedule, NetSpec};
+
+/// A complete run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The task and its simulator / prior model.
+    pub task: TaskConfig,
+    /// The algorithm and its hyper-parameters.
+    pub algo: AlgoConfig,
+    /// Network sizes (all networks).
+    #[serde(default)]
+    pub network: NetSpec,
+    /// Training loop: iterations, evaluation, checkpoints, seed.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Serial or asynchronous execution.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// Which task to learn and how its prior model is built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Task name: `path_tracking` or `pendulum` (`mixpg tasks` lists them).
+    pub name: String,
+    /// Agents in each actor's vectorized environment (reference: 8 path tracking, 1 pendulum).
+    #[serde(default = "d_num_agents")]
+    pub num_agents: usize,
+    /// Use the deliberately mismatched prior model of the paper (false: mismatch switched off).
+    #[serde(default = "d_true")]
+    pub model_mismatch: bool,
+    /// Multiplier on rewards inside learning (reference: 0.01 path tracking, 1 pendulum);
+    /// evaluation reports unscaled returns.
+    #[serde(default = "d_reward_scale")]
+    pub reward_scale: f64,
+}
+
+/// Algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgoName {
+    /// MPG with n-step TD value learning in the true environment.
+    MpgV1,
+    /// MPG with clipped double-Q value learning.
+    MpgV2,
+    /// n-step DPG: data-driven PG, n-step TD critic.
+    Ndpg,
+    /// n-step ADP: model-driven PG (BPTT), n-step TD critic.
+    Nadp,
+    /// DDPG.
+    Ddpg,
+    /// TD3.
+    Td3,
+    /// SAC with a Gaussian policy.
+    Sac,
+}
+
+impl AlgoName {
+    /// Every algorithm, in table order.
+    pub const ALL: [AlgoName; 7] = [
+        Self::MpgV1,
+        Self::MpgV2,
+        Self::Ndpg,
+        Self::Nadp,
+        Self::Ddpg,
+        Self::Td3,
+        Self::Sac,
+    ];
+
+    /// The snake-case name used in configs and paths.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MpgV1 => "mpg_v1",
+            Self::MpgV2 => "mpg_v2",
+            Self::Ndpg => "ndpg",
+            Self::Nadp => "nadp",
+            Self::Ddpg => "ddpg",
+            Self::Td3 => "td3",
+            Self::Sac => "sac",
+        }
+    }
+}
+
+/// How the actions taken after the first one in MPG's model rollout enter the gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutGradient {
+    /// The paper's eq. (6): differentiate the whole trajectory, every action a_t = π_θ(s_t).
+    AllActions,
+    /// The reference code: θ enters only through a_0; later actions come from a frozen copy
+    /// of the policy (gradients still flow through the states).
+    FirstAction,
+}
+
+/// Algorithm hyper-parameters. Fields not used by an algorithm are ignored by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlgoConfig {
+    /// Which algorithm.
+    pub name: AlgoName,
+    /// Discount factor γ.
+    #[serde(default = "d_gamma")]
+    pub gamma: f64,
+    /// Replay mini-batch size N.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Replay capacity (transitions).
+    #[serde(default = "d_capacity")]
+    pub buffer_capacity: usize,
+    /// Transitions collected with the initial policy before learning starts.
+    #[serde(default = "d_warmup")]
+    pub warmup_samples: usize,
+    /// Vectorized env steps an actor takes per collection (serial mode: once per
+    /// `collect_interval` iterations).
+    #[serde(default = "d_collect_steps")]
+    pub collect_steps: usize,
+    /// Iterations between two collections in serial mode.
+    #[serde(default = "d_collect_interval")]
+    pub collect_interval: u64,
+    /// Std of the Gaussian exploration noise, in action units (0 disables it).
+    #[serde(default = "d_explore")]
+    pub explore_noise: f64,
+    /// Polyak coefficient τ of the target networks.
+    #[serde(default = "d_tau")]
+    pub tau: f64,
+    /// Policy update interval m: the policy and targets update every m-th iteration.
+    #[serde(default = "d_delay")]
+    pub policy_delay: u64,
+    /// Q-network learning rate schedule (over the Q optimiser's own steps).
+    #[serde(default = "d_q_lr")]
+    pub q_lr: LrSchedule,
+    /// Policy learning rate schedule (over the policy optimiser's own steps).
+    #[serde(default = "d_pi_lr")]
+    pub policy_lr: LrSchedule,
+    /// Adam hyper-parameters.
+    #[serde(default)]
+    pub adam: AdamConfig,
+    /// Global-norm clip of each network's gradient.
+    #[serde(default = "d_clip")]
+    pub grad_clip: f64,
+    /// n of n-step TD targets (MPG-v1, n-step DPG, n-step ADP).
+    #[serde(default = "d_h")]
+    pub n_step: usize,
+    /// H: model-rollout horizon of MPG's J_H and of n-step ADP's policy loss.
+    #[serde(default = "d_h")]
+    pub horizon: usize,
+    /// Times a batch and its (expensive) targets are reused (MPG-v1, n-step DPG: 10).
+    #[serde(default = "d_reuse")]
+    pub batch_reuse: usize,
+    /// η of the weight schedule (10): the base λ moves between 1−η and 1.
+    #[serde(default = "d_eta")]
+    pub eta: f64,
+    /// T of the weight schedule (10): iterations over which weights move from model to data.
+    #[serde(default = "d_schedule_t")]
+    pub schedule_iterations: u64,
+    /// H of the weight schedule (10), the exponent; defaults to `horizon` when absent.
+    #[serde(default)]
+    pub schedule_exponent: Option<usize>,
+    /// How later rollout actions enter MPG's gradient.
+    #[serde(default = "d_rollout_grad")]
+    pub rollout_gradient: RolloutGradient,
+    /// TD3 target-policy smoothing noise std.
+    #[serde(default = "d_target_noise")]
+    pub target_noise: f64,
+    /// TD3 target-policy smoothing noise clip.
+    #[serde(default = "d_target_noise_clip")]
+    pub target_noise_clip: f64,
+    /// SAC entropy temperature α (initial value when learned).
+    #[serde(default = "d_alpha")]
+    pub alpha: f64,
+    /// SAC: learn α towards `target_entropy` (default −act_dim).
+    #[serde(default)]
+    pub learn_alpha: bool,
+    /// SAC target entropy when α is learned; defaults to −act_dim.
+    #[serde(default)]
+    pub target_entropy: Option<f64>,
+    /// SAC: squash the Gaussian with tanh into the action bounds.
+    #[serde(default = "d_true")]
+    pub squash: bool,
+    /// Clip the bootstrap value of n-step targets to `[lo, hi]` (reference pendulum hack);
+    /// absent: no clip.
+    #[serde(default)]
+    pub bootstrap_clip: Option<[f64; 2]>,
+}
+
+/// Training loop settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Update iterations (paper: 100 000).
+    #[serde(default = "d_iterations")]
+    pub iterations: u64,
+    /// Evaluate every this many iterations, including 0 (paper: 3000).
+    #[serde(default = "d_eval_interval")]
+    pub eval_interval: u64,
+    /// Episodes per evaluation (paper: 5).
+    #[serde(default = "d_eval_episodes")]
+    pub eval_episodes: usize,
+    /// Save a checkpoint every this many iterations.
+    #[serde(default = "d_eval_interval")]
+    pub checkpoint_interval: u64,
+    /// Checkpoints kept (oldest deleted).
+    #[serde(default = "d_keep")]
+    pub keep_checkpoints: usize,
+    /// Write a progress.csv row every this many iterations.
+    #[serde(default = "d_log_interval")]
+    pub log_interval: u64,
+    /// Random seed: fixes everything in serial mode.
+    #[serde(default)]
+    pub seed: u64,
+    /// Abort after this many consecutive steps with non-finite losses or gradients.
+    #[serde(default = "d_nonfinite")]
+    pub max_nonfinite_streak: u64,
+}
+
+/// Execution mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One thread, bit-reproducible from the seed.
+    Serial,
+    /// The paper's asynchronous architecture (threads); not bit-reproducible.
+    Async,
+}
+
+/// What the asynchronous runtime does when a worker thread panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPanic {
+    /// Report the role and id and start a fresh worker.
+    Restart,
+    /// Report the role and id and stop the run cleanly with an error.
+    Stop,
+}
+
+/// Runtime settings (paper: 2 actors, 2 buffers, 12 learners).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// `serial` or `async`.
+    #[serde(default = "d_mode")]
+    pub mode: Mode,
+    /// Actor threads (async).
+    #[serde(default = "d_two")]
+    pub actors: usize,
+    /// Buffer threads (async).
+    #[serde(default = "d_two")]
+    pub buffers: usize,
+    /// Learner threads (async).
+    #[serde(default = "d_learners")]
+    pub learners: usize,
+    /// Worker panic policy (async).
+    #[serde(default = "d_on_panic")]
+    pub on_panic: OnPanic,
+    /// Capacity of the experience (batch) queue.
+    #[serde(default = "d_exp_queue")]
+    pub experience_queue: usize,
+    /// Capacity of the gradient queue.
+    #[serde(default = "d_grad_queue")]
+    pub gradient_queue: usize,
+    /// Upper bound on replayed samples per inserted sample (Reverb's samples-per-insert);
+    /// buffers wait for actors beyond it. 0 disables the bound.
+    #[serde(default = "d_spi")]
+    pub samples_per_insert: f64,
+}
+
+fn d_num_agents() -> usize {
+    8
+}
+fn d_true() -> bool {
+    true
+}
+fn d_reward_scale() -> f64 {
+    0.01
+}
+fn d_gamma() -> f64 {
+    0.98
+}
+fn d_batch() -> usize {
+    256
+}
+fn d_capacity() -> usize {
+    500_000
+}
+fn d_warmup() -> usize {
+    3000
+}
+fn d_collect_steps() -> usize {
+    64
+}
+fn d_collect_interval() -> u64 {
+    10
+}
+fn d_explore() -> f64 {
+    0.1
+}
+fn d_tau() -> f64 {
+    0.005
+}
+fn d_delay() -> u64 {
+    2
+}
+fn d_q_lr() -> LrSchedule {
+    LrSchedule::linear(8e-5, 8e-6, 100_000)
+}
+fn d_pi_lr() -> LrSchedule {
+    LrSchedule::linear(3e-5, 3e-6, 100_000)
+}
+fn d_clip() -> f64 {
+    3.0
+}
+fn d_h() -> usize {
+    25
+}
+fn d_reuse() -> usize {
+    10
+}
+fn d_eta() -> f64 {
+    0.1
+}
+fn d_schedule_t() -> u64 {
+    9000
+}
+fn d_rollout_grad() -> RolloutGradient {
+    RolloutGradient::AllActions
+}
+fn d_target_noise() -> f64 {
+    0.2
+}
+fn d_target_noise_clip() -> f64 {
+    0.5
+}
+fn d_alpha() -> f64 {
+    0.03
+}
+fn d_iterations() -> u64 {
+    100_000
+}
+fn d_eval_interval() -> u64 {
+    3000
+}
+fn d_eval_episodes() -> usize {
+    5
+}
+fn d_keep() -> usize {
+    2
+}
+fn d_log_interval() -> u64 {
+    100
+}
+fn d_nonfinite() -> u64 {
+    100
+}
+fn d_mode() -> Mode {
+    Mode::Serial
+}
+fn d_two() -> usize {
+    2
+}
+fn d_learners() -> usize {
+    12
+}
+fn d_on_panic() -> OnPanic {
+    OnPanic::Restart
+}
+fn d_exp_queue() -> usize {
+    128
+}
+fn d_grad_queue() -> usize {
+    25
+}
+fn d_spi() -> f64 {
+    64.0
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("train defaults")
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("runtime defaults")
+    }
+}
+
+/// Known task names.
+pub const TASKS: [&str; 2] = ["path_tracking", "pendulum"];
+
+impl Config {
+    /// Parse TOML text, apply `key=value` overrides, and validate.
+    pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut value: toml::Table = toml::from_str(text).context("invalid TOML")?;
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let cfg: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))
+            .context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Read a config file, apply overrides, and validate; errors name the file and the key.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::from_toml_str(&text, overrides)
+            .with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// The fully resolved configuration as TOML (written next to a run's results).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// The exponent H of the weight schedule (10).
+    pub fn schedule_exponent(&self) -> usize {
+        self.algo.schedule_exponent.unwrap_or(self.algo.horizon)
+    }
+
+    /// Check value ranges; the error names the offending key.
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.task;
+        let a = &self.algo;
+        let tr = &self.train;
+        let r = &self.runtime;
+        if !TASKS.contains(&t.name.as_str()) {
+            bail!(
+                "task.name = {:?} is not a known task (known: {})",
+                t.name,
+                TASKS.join(", ")
+            );
+        }
+        check(t.num_agents >= 1, "task.num_agents", "must be at least 1")?;
+        check(
+            t.reward_scale.is_finite() && t.reward_scale > 0.0,
+            "task.reward_scale",
+            "must be a positive number",
+        )?;
+        check(a.gamma > 0.0 && a.gamma <= 1.0, "algo.gamma", "must be in (0, 1]")?;
+        check(a.batch_size >= 1, "algo.batch_size", "must be at least 1")?;
+        check(
+            a.buffer_capacity >= a.batch_size,
+            "algo.buffer_capacity",
+            "must be at least algo.batch_size",
+        )?;
+        check(a.warmup_samples >= 1, "algo.warmup_samples", "must be at least 1")?;
+        check(a.collect_steps >= 1, "algo.collect_steps", "must be at least 1")?;
+        check(a.collect_interval >= 1, "algo.collect_interval", "must be at least 1")?;
+        check(
+            a.explore_noise.is_finite() && a.explore_noise >= 0.0,
+            "algo.explore_noise",
+            "must be ≥ 0",
+        )?;
+        check(a.tau > 0.0 && a.tau <= 1.0, "algo.tau", "must be in (0, 1]")?;
+        check(a.policy_delay >= 1, "algo.policy_delay", "must be at least 1")?;
+        for (key, s) in [("algo.q_lr", &a.q_lr), ("algo.policy_lr", &a.policy_lr)] {
+            check(
+                s.initial > 0.0 && s.final_lr >= 0.0 && s.power > 0.0,
+                key,
+                "needs initial > 0, final_lr ≥ 0 and power > 0",
+            )?;
+        }
+        check(
+            a.adam.beta1 >= 0.0 && a.adam.beta1 < 1.0,
+            "algo.adam.beta1",
+            "must be in [0, 1)",
+        )?;
+        check(
+            a.adam.beta2 >= 0.0 && a.adam.beta2 < 1.0,
+            "algo.adam.beta2",
+            "must be in [0, 1)",
+        )?;
+        check(a.adam.eps > 0.0, "algo.adam.eps", "must be positive")?;
+        check(a.grad_clip > 0.0, "algo.grad_clip", "must be positive")?;
+        check(a.n_step >= 1, "algo.n_step", "must be at least 1")?;
+        check(a.horizon >= 1, "algo.horizon", "must be at least 1")?;
+        check(a.batch_reuse >= 1, "algo.batch_reuse", "must be at least 1")?;
+        check(a.eta > 0.0 && a.eta < 1.0, "algo.eta", "must be in (0, 1)")?;
+        check(
+            a.schedule_iterations >= 2,
+            "algo.schedule_iterations",
+            "must be at least 2",
+        )?;
+        check(a.target_noise >= 0.0, "algo.target_noise", "must be ≥ 0")?;
+        check(a.target_noise_clip >= 0.0, "algo.target_noise_clip", "must be ≥ 0")?;
+        check(a.alpha > 0.0, "algo.alpha", "must be positive")?;
+        if let Some([lo, hi]) = a.bootstrap_clip {
+            check(lo < hi, "algo.bootstrap_clip", "needs lo < hi")?;
+        }
+        check(tr.iterations >= 1, "train.iterations", "must be at least 1")?;
+        check(tr.eval_interval >= 1, "train.eval_interval", "must be at least 1")?;
+        check(tr.eval_episodes >= 1, "train.eval_episodes", "must be at least 1")?;
+        check(
+            tr.checkpoint_interval >= 1,
+            "train.checkpoint_interval",
+            "must be at least 1",
+        )?;
+        check(tr.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")?;
+        check(tr.log_interval >= 1, "train.log_interval", "must be at least 1")?;
+        check(
+            tr.max_nonfinite_streak >= 1,
+            "train.max_nonfinite_streak",
+            "must be at least 1",
+        )?;
+        check(r.actors >= 1, "runtime.actors", "must be at least 1")?;
+        check(r.buffers >= 1, "runtime.buffers", "must be at least 1")?;
+        check(r.learners >= 1, "runtime.learners", "must be at least 1")?;
+        check(r.experience_queue >= 1, "runtime.experience_queue", "must be at least 1")?;
+        check(r.gradient_queue >= 1, "runtime.gradient_queue", "must be at least 1")?;
+        check(
+            r.samples_per_insert >= 0.0,
+            "runtime.samples_per_insert",
+            "must be ≥ 0",
+        )?;
+        Ok(())
+    }
+}
+
+fn check(ok: bool, key: &str, what: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        bail!("invalid value for `{key}`: {what}")
+    }
+}
+
+/// Apply one `dotted.key=value` override; the value is parsed as TOML, or taken as a string.
+pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
+    let (key, raw) = spec
+        .split_once('=')
+        .with_context(|| format!("override `{spec}` is not of the form key=value"))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("override key `{key}` is malformed");
+    }
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .with_context(|| format!("override key `{key}`: `{p}` is not a table"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Replay buffer: a fixed-capacity ring of transitions in contiguous f32 storage.
+
+use burn::tensor::{Device, Tensor};
+use rand::Rng;
+
+use crate::nn::{tensor1, tensor2};
+
+/// One sampled mini-batch on the host, row-major.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostBatch {
+    /// Batch size.
+    pub len: usize,
+    /// Observations `len × obs_dim`.
+    pub obs: Vec<f32>,
+    /// Actions `len × act_dim`.
+    pub act: Vec<f32>,
+    /// Rewards (unscaled) `len`.
+    pub rew: Vec<f32>,
+    /// Next observations `len × obs_dim`.
+    pub next_obs: Vec<f32>,
+    /// 1.0 where the transition ended in a failure state.
+    pub terminated: Vec<f32>,
+    /// 1.0 where the episode was cut by the time limit.
+    pub truncated: Vec<f32>,
+}
+
+/// A mini-batch as tensors.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[len, obs_dim]`
+    pub obs: Tensor<2>,
+    /// `[len, act_dim]`
+    pub act: Tensor<2>,
+    /// `[len]`
+    pub rew: Tensor<1>,
+    /// `[len, obs_dim]`
+    pub next_obs: Tensor<2>,
+    /// `[len]`
+    pub terminated: Tensor<1>,
+}
+
+impl HostBatch {
+    /// Copy to tensors on `device`.
+    pub fn to_tensors(&self, obs_dim: usize, act_dim: usize, device: &Device) -> Batch {
+        Batch {
+            obs: tensor2(self.obs.clone(), self.len, obs_dim, device),
+            act: tensor2(self.act.clone(), self.len, act_dim, device),
+            rew: tensor1(self.rew.clone(), device),
+            next_obs: tensor2(self.next_obs.clone(), self.len, obs_dim, device),
+            terminated: tensor1(self.terminated.clone(), device),
+        }
+    }
+}
+
+/// Ring buffer of `(s, a, r, s', terminated, truncated)` with O(1) insert and uniform sampling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayBuffer {
+    obs_dim: usize,
+    act_dim: usize,
+    capacity: usize,
+    len: usize,
+    next: usize,
+    inserted: u64,
+    obs: Vec<f32>,
+    act: Vec<f32>,
+    rew: Vec<f32>,
+    next_obs: Vec<f32>,
+    terminated: Vec<f32>,
+    truncated: Vec<f32>,
+}
+
+impl ReplayBuffer {
+    /// An empty buffer holding at most `capacity` transitions (storage is allocated up front).
+    pub fn new(capacity: usize, obs_dim: usize, act_dim: usize) -> Self {
+        assert!(capacity > 0, "replay capacity must be positive");
+        Self {
+            obs_dim,
+            act_dim,
+            capacity,
+            len: 0,
+            next: 0,
+            inserted: 0,
+            obs: vec![0.0; capacity * obs_dim],
+            act: vec![0.0; capacity * act_dim],
+            rew: vec![0.0; capacity],
+            next_obs: vec![0.0; capacity * obs_dim],
+            terminated: vec![0.0; capacity],
+            truncated: vec![0.0; capacity],
+        }
+    }
+
+    /// Stored transitions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maximum number of transitions.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Transitions inserted since creation (including overwritten ones).
+    pub fn inserted(&self) -> u64 {
+        self.inserted
+    }
+
+    /// Insert one transition, overwriting the oldest when full.
+    pub fn push(
+        &mut self,
+        obs: &[f32],
+        act: &[f32],
+        rew: f32,
+        next_obs: &[f32],
+        terminated: bool,
+        truncated: bool,
+    ) {
+        let (o, a, i) = (self.obs_dim, self.act_dim, self.next);
+        self.obs[i * o..(i + 1) * o].copy_from_slice(obs);
+        self.act[i * a..(i + 1) * a].copy_from_slice(act);
+        self.rew[i] = rew;
+        self.next_obs[i * o..(i + 1) * o].copy_from_slice(next_obs);
+        self.terminated[i] = terminated as u8 as f32;
+        self.truncated[i] = truncated as u8 as f32;
+        self.next = (i + 1) % self.capacity;
+        self.len = (self.len + 1).min(self.capacity);
+        self.inserted += 1;
+    }
+
+    /// Insert a vectorized step: row `k` of each argument is agent `k`'s transition.
+    pub fn push_rows(
+        &mut self,
+        obs: &[f32],
+        act: &[f32],
+        rew: &[f32],
+        next_obs: &[f32],
+        terminated: &[bool],
+        truncated: &[bool],
+    ) {
+        let (o, a) = (self.obs_dim, self.act_dim);
+        for k in 0..rew.len() {
+            self.push(
+                &obs[k * o..(k + 1) * o],
+                &act[k * a..(k + 1) * a],
+                rew[k],
+                &next_obs[k * o..(k + 1) * o],
+                terminated[k],
+                truncated[k],
+            );
+        }
+    }
+
+    /// Sample `n` transitions uniformly with replacement.
+    pub fn sample(&self, n: usize, rng: &mut impl Rng) -> HostBatch {
+        assert!(self.len > 0, "cannot sample from an empty replay buffer");
+        let (o, a) = (self.obs_dim, self.act_dim);
+        let mut b = HostBatch {
+            len: n,
+            obs: Vec::with_capacity(n * o),
+            act: Vec::with_capacity(n * a),
+            rew: Vec::with_capacity(n),
+            next_obs: Vec::with_capacity(n * o),
+            terminated: Vec::with_capacity(n),
+            truncated: Vec::with_capacity(n),
+        };
+        for _ in 0..n {
+            let i = rng.random_range(0..self.len);
+            b.obs.extend_from_slice(&self.obs[i * o..(i + 1) * o]);
+            b.act.extend_from_slice(&self.act[i * a..(i + 1) * a]);
+            b.rew.push(self.rew[i]);
+            b.next_obs.extend_from_slice(&self.next_obs[i * o..(i + 1) * o]);
+            b.terminated.push(self.terminated[i]);
+            b.truncated.push(self.truncated[i]);
+        }
+        b
+    }
+
+    /// The storage arrays in a fixed order, for checkpoints.
+    pub fn arrays(&self) -> [(&'static str, &[f32]); 6] {
+        [
+            ("obs", &self.obs),
+            ("act", &self.act),
+            ("rew", &self.rew),
+            ("next_obs", &self.next_obs),
+            ("terminated", &self.terminated),
+            ("truncated", &self.truncated),
+        ]
+    }
+
+    /// Ring position counters `(len, next, inserted)`, for checkpoints.
+    pub fn counters(&self) -> (usize, usize, u64) {
+        (self.len, self.next, self.inserted)
+    }
+
+    /// Rebuild from checkpointed arrays and counters; errors name what does not fit.
+    pub fn restore(
+        capacity: usize,
+        obs_dim: usize,
+        act_dim: usize,
+        counters: (usize, usize, u64),
+        mut arrays: impl FnMut(&str, usize) -> anyhow::Result<Vec<f32>>,
+    ) -> anyhow::Result<Self> {
+        let (len, next, inserted) = counters;
+        anyhow::ensure!(
+            len <= capacity && next < capacity,
+            "replay counters (len {len}, next {next}) do not fit capacity {capacity}"
+        );
+        Ok(Self {
+            obs_dim,
+            act_dim,
+            capacity,
+            len,
+            next,
+            inserted,
+            obs: arrays("obs", capacity * obs_dim)?,
+            act: arrays("act", capacity * act_dim)?,
+            rew: arrays("rew", capacity)?,
+            next_obs: arrays("next_obs", capacity * obs_dim)?,
+            terminated: arrays("terminated", capacity)?,
+            truncated: arrays("truncated", capacity)?,
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! Configuration: errors name the key; overrides apply; the resolved config round-trips.
+
+use mixpg::config::{AlgoName, Config, RolloutGradient};
+
+const MIN: &str = r#"
+[task]
+name = "path_tracking"
+[algo]
+name = "mpg_v1"
+"#;
+
+fn err(text: &str, sets: &[&str]) -> String {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    format!("{:#}", Config::from_toml_str(text, &sets).unwrap_err())
+}
+
+#[test]
+fn defaults_are_the_papers() {
+    let c = Config::from_toml_str(MIN, &[]).unwrap();
+    assert_eq!(c.algo.name, AlgoName::MpgV1);
+    assert_eq!(c.algo.gamma, 0.98);
+    assert_eq!(c.algo.batch_size, 256);
+    assert_eq!(c.algo.horizon, 25);
+    assert_eq!(c.algo.rollout_gradient, RolloutGradient::AllActions);
+    assert_eq!(c.train.eval_interval, 3000);
+    assert_eq!(c.network.hidden, vec![256, 256]);
+    assert_eq!(c.schedule_exponent(), 25);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = err(&format!("{MIN}gama = 0.9\n"), &[]);
+    assert!(e.contains("gama"), "{e}");
+    let e = err(&format!("{MIN}[trian]\niterations = 3\n"), &[]);
+    assert!(e.contains("trian"), "{e}");
+    let e = err(MIN, &["algo.horizn=3"]);
+    assert!(e.contains("horizn"), "{e}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let e = err(MIN, &["algo.gamma=1.5"]);
+    assert!(e.contains("algo.gamma"), "{e}");
+    let e = err(MIN, &["task.name=cartpole"]);
+    assert!(e.contains("task.name") && e.contains("cartpole"), "{e}");
+    let e = err(MIN, &["algo.name=ppo"]);
+    assert!(e.contains("ppo"), "{e}");
+    let e = err(MIN, &["algo.batch_size=-3"]);
+    assert!(e.contains("batch_size") || e.contains("-3"), "{e}");
+    let e = err(MIN, &["gamma"]);
+    assert!(e.contains("key=value"), "{e}");
+}
+
+#[test]
+fn overrides_apply_and_resolved_config_round_trips() {
+    let sets = vec![
+        "algo.gamma=0.9".to_string(),
+        "algo.rollout_gradient=first_action".to_string(),
+        "network.hidden=[32, 32]".to_string(),
+        "train.seed=7".to_string(),
+    ];
+    let c = Config::from_toml_str(MIN, &sets).unwrap();
+    assert_eq!(c.algo.gamma, 0.9);
+    assert_eq!(c.algo.rollout_gradient, RolloutGradient::FirstAction);
+    assert_eq!(c.network.hidden, vec![32, 32]);
+    assert_eq!(c.train.seed, 7);
+    let again = Config::from_toml_str(&c.to_toml(), &[]).unwrap();
+    assert_eq!(c, again);
+}
