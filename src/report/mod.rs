@@ -169,8 +169,11 @@ pub struct ReportSummary {
     pub files: Vec<PathBuf>,
 }
 
+/// Runs of one task grouped by algorithm key, in display order.
+pub type AlgoRuns = Vec<(String, Vec<Run>)>;
+
 /// All valid runs grouped by task, then algorithm key (sorted in display order).
-pub type Grouped = BTreeMap<Task, Vec<(String, Vec<Run>)>>;
+pub type Grouped = BTreeMap<Task, AlgoRuns>;
 
 /// Build the whole report from `runs` into `out` (created if needed).
 pub fn write_report(runs: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
@@ -228,7 +231,10 @@ pub struct LoadedRuns {
 /// Fails only if `root` itself cannot be read.
 pub fn load_runs(root: &Path) -> anyhow::Result<LoadedRuns> {
     if !root.is_dir() {
-        bail!("runs directory {} does not exist or is not a directory", root.display());
+        bail!(
+            "runs directory {} does not exist or is not a directory",
+            root.display()
+        );
     }
     let mut dirs = Vec::new();
     find_run_dirs(root, &mut dirs)
@@ -276,7 +282,8 @@ fn load_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Run, String> {
             .map_err(|e| format!("cannot read config.toml: {e}"))?;
         let (t, a) = parse_config(&text).map_err(|e| format!("config.toml: {e}"))?;
         if path_task.as_deref().and_then(Task::from_name).is_some()
-            && (path_task.as_deref() != Some(t.as_str()) || path_algo.as_deref() != Some(a.as_str()))
+            && (path_task.as_deref() != Some(t.as_str())
+                || path_algo.as_deref() != Some(a.as_str()))
         {
             warnings.push(format!(
                 "{}: config.toml says {t}/{a}, the path says {}/{}; using the config",
@@ -388,7 +395,9 @@ pub fn parse_progress(text: &str) -> Result<Progress, String> {
                     .filter(|v| v.is_finite() && *v >= 0.0 && v.fract() == 0.0)
                     .map(|v| v as u64)
             })
-            .ok_or_else(|| format!("line {lineno}: iteration {it_s:?} is not a non-negative integer"))?;
+            .ok_or_else(|| {
+                format!("line {lineno}: iteration {it_s:?} is not a non-negative integer")
+            })?;
         if let Some(v) = parse_opt(fields[i_eval], lineno, "eval_return_mean")? {
             p.evals.push((iteration, v));
         }

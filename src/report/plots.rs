@@ -10,12 +10,14 @@
 //!   requirement; values are clamped to the task's y range so early catastrophes don't hide
 //!   the curves.
 //! * `convergence.png`: one panel per task; x = goal return, y = iterations to reach it,
-//!   markers at the mean over the seeds that reached the goal with 95% CI whiskers, lines
-//!   joining consecutive reached goals; goals nobody reached are left out (as in the paper).
+//!   markers at the mean over the seeds that reached the goal with 95% CI whiskers (filled when
+//!   every seed reached it, hollow when only some did), lines joining consecutive reached
+//!   goals; goals nobody reached are left out (as in the paper).
 //! * `timing.png`: one row per task that has timing data, columns `pg_time_ms` and
 //!   `update_time_ms`; Tukey box plots per algorithm over all rows of all seeds (box = quartiles,
-//!   median line, whiskers to the furthest points within 1.5 IQR, outliers as circles; outliers
-//!   above the axis are not drawn).
+//!   median line, whiskers to the furthest points within 1.5 IQR, outliers as circles). The y
+//!   axis goes up to the largest value but at most twice the highest whisker; outliers above
+//!   it are not drawn (at most 2000 outliers per box are drawn, evenly thinned).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,7 @@ use plotters::style::register_font;
 
 use super::stats::{box_stats, mean_ci};
 use super::table::task_table;
-use super::{Grouped, Run, Task, algo_display_name};
+use super::{AlgoRuns, Grouped, Run, Task, algo_display_name};
 
 const FONT: &str = "sans-serif";
 
@@ -104,6 +106,16 @@ fn fmt_iter(x: f64) -> String {
         }
     } else {
         format!("{x:.0}")
+    }
+}
+
+/// Axis label for a value: shortest form, at most 6 decimals (`-100`, `2.5`, `-0.01`).
+fn fmt_num(v: f64) -> String {
+    let r = (v * 1e6).round() / 1e6;
+    if r == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{r}")
     }
 }
 
@@ -209,6 +221,7 @@ where
             .x_desc("Iteration")
             .y_desc("Evaluation return")
             .x_label_formatter(&|x| fmt_iter(*x))
+            .y_label_formatter(&|y| fmt_num(*y))
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 18))
             .draw()?;
@@ -288,7 +301,8 @@ where
         if ymax <= 0.0 {
             ymax = max_iteration(algos).max(1.0);
         }
-        ymax *= 1.15;
+        // Headroom for the legend in the upper left corner.
+        ymax *= 1.6;
         let mut chart = ChartBuilder::on(area)
             .caption(
                 format!("{}: convergence speed", task.display_name()),
@@ -325,10 +339,7 @@ where
                 .reach
                 .iter()
                 .enumerate()
-                .map(|(j, g)| {
-                    g.mean()
-                        .map(|mean| (j as f64 + off, mean, g.stats.ci95))
-                })
+                .map(|(j, g)| g.mean().map(|mean| (j as f64 + off, mean, g.stats.ci95)))
                 .collect();
             // Lines over runs of consecutive reached goals.
             let mut seg: Vec<(f64, f64)> = Vec::new();
@@ -337,10 +348,8 @@ where
                     Some((x, y, _)) => seg.push((*x, *y)),
                     None => {
                         if seg.len() > 1 {
-                            chart.draw_series(LineSeries::new(
-                                seg.clone(),
-                                color.stroke_width(2),
-                            ))?;
+                            chart
+                                .draw_series(LineSeries::new(seg.clone(), color.stroke_width(2)))?;
                         }
                         seg.clear();
                     }
@@ -364,12 +373,19 @@ where
             } else {
                 format!("{} (n={}, no goal reached)", row.display, row.seeds.len())
             };
+            // Filled marker: every seed reached the goal; hollow: only some did.
+            let n_seeds = row.seeds.len();
             chart
-                .draw_series(
-                    pts.iter()
-                        .flatten()
-                        .map(|&(x, y, _)| Circle::new((x, y), 4, color.filled())),
-                )?
+                .draw_series(pts.iter().zip(&row.reach).filter_map(|(p, g)| {
+                    p.map(|(x, y, _)| {
+                        let style = if g.reached == n_seeds {
+                            color.filled()
+                        } else {
+                            color.stroke_width(2)
+                        };
+                        Circle::new((x, y), 4, style)
+                    })
+                }))?
                 .label(label)
                 .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
         }
@@ -399,8 +415,7 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let tasks: Vec<(&Task, &Vec<(String, Vec<Run>)>)> =
-        grouped.iter().filter(|(_, a)| has_timing(a)).collect();
+    let tasks: Vec<(&Task, &AlgoRuns)> = grouped.iter().filter(|(_, a)| has_timing(a)).collect();
     if tasks.is_empty() {
         root.draw(&Text::new(
             "No timing data: pg_time_ms / update_time_ms are empty in every run.",
@@ -421,16 +436,26 @@ where
             let boxes: Vec<_> = algos
                 .iter()
                 .map(|(algo, runs)| {
-                    let vals: Vec<f64> = runs.iter().flat_map(|r| metric(r).iter().copied()).collect();
+                    let vals: Vec<f64> = runs
+                        .iter()
+                        .flat_map(|r| metric(r).iter().copied())
+                        .collect();
                     (algo.clone(), box_stats(&vals), vals)
                 })
                 .collect();
             let m = boxes.len();
-            let mut ymax = boxes
+            // Up to the largest value, but at most twice the highest whisker so that a few
+            // extreme outliers don't squash the boxes.
+            let top_whisker = boxes
                 .iter()
                 .filter_map(|(_, b, _)| b.map(|b| b.whisker_hi))
-                .fold(0.0f64, f64::max)
-                * 1.2;
+                .fold(0.0f64, f64::max);
+            let top_value = boxes
+                .iter()
+                .flat_map(|(_, _, v)| v.iter().copied())
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, f64::max);
+            let mut ymax = top_value.min(2.0 * top_whisker).max(top_whisker) * 1.08;
             if ymax.is_nan() || ymax <= 0.0 {
                 ymax = 1.0;
             }
@@ -458,6 +483,7 @@ where
                 .disable_x_mesh()
                 .x_label_formatter(&name_of)
                 .y_desc("Wall-clock time [ms]")
+                .y_label_formatter(&|y| fmt_num(*y))
                 .label_style((FONT, 15))
                 .axis_desc_style((FONT, 18))
                 .draw()?;
@@ -473,7 +499,10 @@ where
                     Rectangle::new([(x - hw, b.q1), (x + hw, b.q3)], color.stroke_width(2)),
                 ])?;
                 chart.draw_series([
-                    PathElement::new(vec![(x - hw, b.median), (x + hw, b.median)], BLACK.stroke_width(2)),
+                    PathElement::new(
+                        vec![(x - hw, b.median), (x + hw, b.median)],
+                        BLACK.stroke_width(2),
+                    ),
                     PathElement::new(vec![(x, b.q3), (x, b.whisker_hi)], color.stroke_width(2)),
                     PathElement::new(vec![(x, b.q1), (x, b.whisker_lo)], color.stroke_width(2)),
                     PathElement::new(
@@ -488,7 +517,9 @@ where
                 let outliers: Vec<f64> = vals
                     .iter()
                     .copied()
-                    .filter(|v| (*v > b.whisker_hi || *v < b.whisker_lo) && *v <= ymax && *v >= ymin)
+                    .filter(|v| {
+                        (*v > b.whisker_hi || *v < b.whisker_lo) && *v <= ymax && *v >= ymin
+                    })
                     .collect();
                 // Thin out very many outliers (they overlap anyway).
                 let stride = outliers.len().div_ceil(2000).max(1);

@@ -151,7 +151,12 @@ pub fn box_stats(xs: &[f64]) -> Option<BoxStats> {
     let lo_fence = q1 - 1.5 * iqr;
     let hi_fence = q3 + 1.5 * iqr;
     let whisker_lo = v.iter().copied().find(|&x| x >= lo_fence).unwrap_or(q1);
-    let whisker_hi = v.iter().rev().copied().find(|&x| x <= hi_fence).unwrap_or(q3);
+    let whisker_hi = v
+        .iter()
+        .rev()
+        .copied()
+        .find(|&x| x <= hi_fence)
+        .unwrap_or(q3);
     Some(BoxStats {
         n: v.len(),
         q1,
@@ -172,7 +177,12 @@ mod tests {
         assert!((t_quantile_975(1).unwrap() - 12.7062).abs() < 1e-4);
         assert!((t_quantile_975(4).unwrap() - 2.7764).abs() < 1e-4);
         // Exact values computed by numerical integration of the t density.
-        for (df, exact) in [(31, 2.039_513_4), (40, 2.021_075_4), (60, 2.000_297_8), (120, 1.979_930_4)] {
+        for (df, exact) in [
+            (31, 2.039_513_4),
+            (40, 2.021_075_4),
+            (60, 2.000_297_8),
+            (120, 1.979_930_4),
+        ] {
             let t = t_quantile_975(df).unwrap();
             assert!((t - exact).abs() < 1e-5, "df {df}: {t} vs {exact}");
         }

@@ -100,8 +100,10 @@ pub fn task_table(task: Task, algos: &[(String, Vec<Run>)]) -> TaskTable {
             let reach = goals
                 .iter()
                 .map(|&goal| {
-                    let per_seed: Vec<Option<u64>> =
-                        runs.iter().map(|r| reach_iteration(&r.evals, goal)).collect();
+                    let per_seed: Vec<Option<u64>> = runs
+                        .iter()
+                        .map(|r| reach_iteration(&r.evals, goal))
+                        .collect();
                     let hit: Vec<f64> = per_seed.iter().flatten().map(|&i| i as f64).collect();
                     GoalReach {
                         goal,
@@ -154,7 +156,11 @@ fn bold(s: String, on: bool) -> String {
 }
 
 /// Render `table1.md`.
-pub fn render_markdown(tables: &[TaskTable], skipped: &[SkippedRun], warnings: &[String]) -> String {
+pub fn render_markdown(
+    tables: &[TaskTable],
+    skipped: &[SkippedRun],
+    warnings: &[String],
+) -> String {
     let mut md = String::new();
     md.push_str("# Table I: asymptotic performance and convergence speed\n\n");
     md.push_str(
@@ -171,7 +177,11 @@ pub fn render_markdown(tables: &[TaskTable], skipped: &[SkippedRun], warnings: &
          algorithms whose seeds all reached the goal).\n",
     );
     for t in tables {
-        let _ = write!(md, "\n## {}\n\n| Algorithm | Seeds | Performance |", t.task.display_name());
+        let _ = write!(
+            md,
+            "\n## {}\n\n| Algorithm | Seeds | Performance |",
+            t.task.display_name()
+        );
         for g in &t.goals {
             let _ = write!(md, " Iterations to {} |", fmt_goal(*g));
         }
@@ -246,7 +256,10 @@ pub const CSV_GOALS: usize = 4;
 pub fn render_csv(tables: &[TaskTable]) -> String {
     let mut csv = String::from("task,algo,algorithm,n_seeds,perf_mean,perf_ci95,perf_std");
     for j in 1..=CSV_GOALS {
-        let _ = write!(csv, ",goal_{j},reach_{j}_mean,reach_{j}_ci95,reach_{j}_seeds");
+        let _ = write!(
+            csv,
+            ",goal_{j},reach_{j}_mean,reach_{j}_ci95,reach_{j}_seeds"
+        );
     }
     csv.push('\n');
     for t in tables {
