@@ -8,4 +8,5 @@ pub mod config;
 pub mod env;
 pub mod nn;
 pub mod replay;
+pub mod report;
 pub mod runtime;

@@ -1,0 +1,536 @@
+//! Figures: learning curves (Fig. 4(a)/5(a)), convergence speed (Fig. 4(b)/5(b)) and
+//! per-gradient / per-update time box plots (Fig. 6).
+//!
+//! Text is rendered with the DejaVu Sans font embedded in the binary (plotters' `ab_glyph`
+//! feature), so no system font or fontconfig is needed.
+//!
+//! * `curves.png` / `curves.svg`: one panel per task; per algorithm the mean evaluation return
+//!   over seeds at each evaluation iteration (no smoothing) with a shaded Student-t 95% CI band
+//!   (only where at least two seeds have that iteration); dashed line at the task's minimum
+//!   requirement; values are clamped to the task's y range so early catastrophes don't hide
+//!   the curves.
+//! * `convergence.png`: one panel per task; x = goal return, y = iterations to reach it,
+//!   markers at the mean over the seeds that reached the goal with 95% CI whiskers (filled when
+//!   every seed reached it, hollow when only some did), lines joining consecutive reached
+//!   goals; goals nobody reached are left out (as in the paper).
+//! * `timing.png`: one row per task that has timing data, columns `pg_time_ms` and
+//!   `update_time_ms`; Tukey box plots per algorithm over all rows of all seeds (box = quartiles,
+//!   median line, whiskers to the furthest points within 1.5 IQR, outliers as circles). The y
+//!   axis goes up to the largest value but at most twice the highest whisker; outliers above
+//!   it are not drawn (at most 2000 outliers per box are drawn, evenly thinned).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::register_font;
+
+use super::stats::{box_stats, mean_ci};
+use super::table::task_table;
+use super::{AlgoRuns, Grouped, Run, Task, algo_display_name};
+
+const FONT: &str = "sans-serif";
+
+/// Categorical axis: slots `0..n` at integer positions over `[-0.5, n - 0.5]`, with a tick
+/// (key point) exactly at each slot, so labels can be looked up by index.
+#[derive(Debug, Clone, Copy)]
+struct Slots(usize);
+
+impl Ranged for Slots {
+    type ValueType = f64;
+    type FormatOption = DefaultFormatting;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let span = self.0.max(1) as f64;
+        let frac = (value + 0.5) / span;
+        limit.0 + (frac * (limit.1 - limit.0) as f64).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, _hint: Hint) -> Vec<f64> {
+        (0..self.0).map(|j| j as f64).collect()
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        -0.5..(self.0.max(1) as f64 - 0.5)
+    }
+}
+
+/// Register the embedded DejaVu Sans font with plotters (once per process).
+fn ensure_fonts() -> anyhow::Result<()> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
+                .map_err(|_| "cannot load embedded DejaVu Sans font".to_string())?;
+            register_font(FONT, FontStyle::Bold, dejavu::sans::bold())
+                .map_err(|_| "cannot load embedded DejaVu Sans Bold font".to_string())?;
+            Ok(())
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// Fixed colour per algorithm so all figures agree.
+pub fn algo_color(key: &str) -> RGBColor {
+    match key {
+        "mpg_v1" => RGBColor(214, 39, 40),
+        "mpg_v2" => RGBColor(255, 127, 14),
+        "ndpg" => RGBColor(31, 119, 180),
+        "nadp" => RGBColor(44, 160, 44),
+        "ddpg" => RGBColor(140, 86, 75),
+        "td3" => RGBColor(148, 103, 189),
+        "sac" => RGBColor(23, 190, 207),
+        other => {
+            let h = other
+                .bytes()
+                .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+            let c = Palette99::pick(h).to_rgba();
+            RGBColor(c.0, c.1, c.2)
+        }
+    }
+}
+
+/// Axis label for an iteration count: `25000` → `25k`, `2500` → `2.5k`.
+fn fmt_iter(x: f64) -> String {
+    if x.abs() >= 1000.0 {
+        let k = x / 1000.0;
+        if (k - k.round()).abs() < 1e-9 {
+            format!("{}k", k.round())
+        } else {
+            format!("{k:.1}k")
+        }
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// Axis label for a value: shortest form, at most 6 decimals (`-100`, `2.5`, `-0.01`).
+fn fmt_num(v: f64) -> String {
+    let r = (v * 1e6).round() / 1e6;
+    if r == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{r}")
+    }
+}
+
+/// Write `curves.png`, `curves.svg`, `convergence.png` and `timing.png` into `out`.
+pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    ensure_fonts()?;
+    let mut files = Vec::new();
+    let n = grouped.len().max(1) as u32;
+
+    let p = out.join("curves.png");
+    {
+        let root = BitMapBackend::new(&p, (720 * n, 540)).into_drawing_area();
+        draw_curves(&root, grouped)?;
+        root.present()
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    files.push(p);
+
+    let p = out.join("curves.svg");
+    {
+        let root = SVGBackend::new(&p, (720 * n, 540)).into_drawing_area();
+        draw_curves(&root, grouped)?;
+        root.present()
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    files.push(p);
+
+    let p = out.join("convergence.png");
+    {
+        let root = BitMapBackend::new(&p, (720 * n, 540)).into_drawing_area();
+        draw_convergence(&root, grouped)?;
+        root.present()
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    files.push(p);
+
+    let p = out.join("timing.png");
+    {
+        let rows = grouped
+            .values()
+            .filter(|algos| has_timing(algos))
+            .count()
+            .max(1) as u32;
+        let root = BitMapBackend::new(&p, (1440, 480 * rows)).into_drawing_area();
+        draw_timing(&root, grouped)?;
+        root.present()
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    files.push(p);
+    Ok(files)
+}
+
+/// Mean / CI of the evaluation return at each evaluation iteration over the seeds that have it.
+/// Returns `(iteration, mean, ci95)`.
+pub fn curve_points(runs: &[Run]) -> Vec<(f64, f64, Option<f64>)> {
+    let mut by_it: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for r in runs {
+        for &(it, v) in &r.evals {
+            by_it.entry(it).or_default().push(v);
+        }
+    }
+    by_it
+        .into_iter()
+        .map(|(it, vs)| {
+            let m = mean_ci(&vs);
+            (it as f64, m.mean, m.ci95)
+        })
+        .collect()
+}
+
+fn max_iteration(algos: &[(String, Vec<Run>)]) -> f64 {
+    algos
+        .iter()
+        .flat_map(|(_, runs)| runs.iter())
+        .filter_map(|r| r.evals.last().map(|e| e.0))
+        .max()
+        .unwrap_or(0) as f64
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    grouped: &Grouped,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, grouped.len().max(1)));
+    for (area, (task, algos)) in panels.iter().zip(grouped) {
+        let (ymin, ymax) = task.curve_y_range();
+        let xmax = max_iteration(algos).max(1.0);
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!("{}: learning curves", task.display_name()),
+                (FONT, 24),
+            )
+            .margin(14)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..xmax, ymin..ymax)?;
+        chart
+            .configure_mesh()
+            .x_desc("Iteration")
+            .y_desc("Evaluation return")
+            .x_label_formatter(&|x| fmt_iter(*x))
+            .y_label_formatter(&|y| fmt_num(*y))
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 18))
+            .draw()?;
+
+        let clamp = |v: f64| v.clamp(ymin, ymax);
+        for (algo, runs) in algos {
+            let color = algo_color(algo);
+            let pts = curve_points(runs);
+            let upper: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|&(x, m, ci)| (x, clamp(m + ci.unwrap_or(0.0))))
+                .collect();
+            let lower: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|&(x, m, ci)| (x, clamp(m - ci.unwrap_or(0.0))))
+                .collect();
+            if pts.len() > 1 && pts.iter().any(|p| p.2.is_some()) {
+                let band: Vec<(f64, f64)> =
+                    upper.into_iter().chain(lower.into_iter().rev()).collect();
+                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18))))?;
+            }
+            let line: Vec<(f64, f64)> = pts.iter().map(|&(x, m, _)| (x, clamp(m))).collect();
+            let single = line.len() == 1;
+            chart
+                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+                .label(format!("{} (n={})", algo_display_name(algo), runs.len()))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
+                });
+            if single {
+                chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            }
+        }
+        let req = task.min_requirement();
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(0.0, req), (xmax, req)],
+                10,
+                6,
+                BLACK.stroke_width(1),
+            ))?
+            .label(format!("minimum requirement ({req})"))
+            .legend(|(x, y)| {
+                DashedPathElement::new(vec![(x, y), (x + 22, y)], 5, 3, BLACK.stroke_width(1))
+            });
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 15))
+            .draw()?;
+    }
+    Ok(())
+}
+
+fn draw_convergence<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    grouped: &Grouped,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, grouped.len().max(1)));
+    for (area, (task, algos)) in panels.iter().zip(grouped) {
+        let table = task_table(*task, algos);
+        let goals = table.goals.clone();
+        let ng = goals.len();
+        let mut ymax = table
+            .rows
+            .iter()
+            .flat_map(|r| r.reach.iter())
+            .filter(|g| g.reached > 0)
+            .map(|g| g.stats.mean + g.stats.ci95.unwrap_or(0.0))
+            .fold(0.0f64, f64::max);
+        if ymax <= 0.0 {
+            ymax = max_iteration(algos).max(1.0);
+        }
+        // Headroom for the legend in the upper left corner.
+        ymax *= 1.6;
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!("{}: convergence speed", task.display_name()),
+                (FONT, 24),
+            )
+            .margin(14)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(Slots(ng), 0f64..ymax)?;
+        let goal_label = |x: &f64| {
+            let j = x.round();
+            if (x - j).abs() < 1e-6 && j >= 0.0 && (j as usize) < goals.len() {
+                format!("{}", goals[j as usize])
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc("Goal return")
+            .y_desc("Iterations to reach goal")
+            .x_label_formatter(&goal_label)
+            .y_label_formatter(&|y| fmt_iter(*y))
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 18))
+            .draw()?;
+
+        let m = table.rows.len().max(1) as f64;
+        let step = (0.5 / m).min(0.08);
+        for (k, row) in table.rows.iter().enumerate() {
+            let color = algo_color(&row.algo);
+            let off = (k as f64 - (m - 1.0) / 2.0) * step;
+            let pts: Vec<Option<(f64, f64, Option<f64>)>> = row
+                .reach
+                .iter()
+                .enumerate()
+                .map(|(j, g)| g.mean().map(|mean| (j as f64 + off, mean, g.stats.ci95)))
+                .collect();
+            // Lines over runs of consecutive reached goals.
+            let mut seg: Vec<(f64, f64)> = Vec::new();
+            for p in pts.iter().chain(std::iter::once(&None)) {
+                match p {
+                    Some((x, y, _)) => seg.push((*x, *y)),
+                    None => {
+                        if seg.len() > 1 {
+                            chart
+                                .draw_series(LineSeries::new(seg.clone(), color.stroke_width(2)))?;
+                        }
+                        seg.clear();
+                    }
+                }
+            }
+            // CI whiskers.
+            for (x, y, ci) in pts.iter().flatten() {
+                if let Some(ci) = ci {
+                    let (lo, hi) = ((y - ci).max(0.0), y + ci);
+                    let w = 0.04;
+                    chart.draw_series([
+                        PathElement::new(vec![(*x, lo), (*x, hi)], color.stroke_width(1)),
+                        PathElement::new(vec![(x - w, lo), (x + w, lo)], color.stroke_width(1)),
+                        PathElement::new(vec![(x - w, hi), (x + w, hi)], color.stroke_width(1)),
+                    ])?;
+                }
+            }
+            let reached_any = pts.iter().any(Option::is_some);
+            let label = if reached_any {
+                format!("{} (n={})", row.display, row.seeds.len())
+            } else {
+                format!("{} (n={}, no goal reached)", row.display, row.seeds.len())
+            };
+            // Filled marker: every seed reached the goal; hollow: only some did.
+            let n_seeds = row.seeds.len();
+            chart
+                .draw_series(pts.iter().zip(&row.reach).filter_map(|(p, g)| {
+                    p.map(|(x, y, _)| {
+                        let style = if g.reached == n_seeds {
+                            color.filled()
+                        } else {
+                            color.stroke_width(2)
+                        };
+                        Circle::new((x, y), 4, style)
+                    })
+                }))?
+                .label(label)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 15))
+            .draw()?;
+    }
+    Ok(())
+}
+
+fn has_timing(algos: &[(String, Vec<Run>)]) -> bool {
+    algos
+        .iter()
+        .flat_map(|(_, runs)| runs.iter())
+        .any(|r| !r.pg_time_ms.is_empty() || !r.update_time_ms.is_empty())
+}
+
+fn draw_timing<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    grouped: &Grouped,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let tasks: Vec<(&Task, &AlgoRuns)> = grouped.iter().filter(|(_, a)| has_timing(a)).collect();
+    if tasks.is_empty() {
+        root.draw(&Text::new(
+            "No timing data: pg_time_ms / update_time_ms are empty in every run.",
+            (30, 30),
+            (FONT, 22),
+        ))?;
+        return Ok(());
+    }
+    let panels = root.split_evenly((tasks.len(), 2));
+    type Metric = fn(&Run) -> &Vec<f64>;
+    let metrics: [(&str, Metric); 2] = [
+        ("computing time per policy gradient", |r| &r.pg_time_ms),
+        ("update time per iteration", |r| &r.update_time_ms),
+    ];
+    for (i, (task, algos)) in tasks.iter().enumerate() {
+        for (c, (title, metric)) in metrics.iter().enumerate() {
+            let area = &panels[i * 2 + c];
+            let boxes: Vec<_> = algos
+                .iter()
+                .map(|(algo, runs)| {
+                    let vals: Vec<f64> = runs
+                        .iter()
+                        .flat_map(|r| metric(r).iter().copied())
+                        .collect();
+                    (algo.clone(), box_stats(&vals), vals)
+                })
+                .collect();
+            let m = boxes.len();
+            // Up to the largest value, but at most twice the highest whisker so that a few
+            // extreme outliers don't squash the boxes.
+            let top_whisker = boxes
+                .iter()
+                .filter_map(|(_, b, _)| b.map(|b| b.whisker_hi))
+                .fold(0.0f64, f64::max);
+            let top_value = boxes
+                .iter()
+                .flat_map(|(_, _, v)| v.iter().copied())
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, f64::max);
+            let mut ymax = top_value.min(2.0 * top_whisker).max(top_whisker) * 1.08;
+            if ymax.is_nan() || ymax <= 0.0 {
+                ymax = 1.0;
+            }
+            let ymin = boxes
+                .iter()
+                .filter_map(|(_, b, _)| b.map(|b| b.whisker_lo))
+                .fold(0.0f64, f64::min);
+            let names: Vec<String> = boxes.iter().map(|(a, _, _)| algo_display_name(a)).collect();
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{}: {}", task.display_name(), title), (FONT, 22))
+                .margin(14)
+                .x_label_area_size(45)
+                .y_label_area_size(70)
+                .build_cartesian_2d(Slots(m), ymin..ymax)?;
+            let name_of = |x: &f64| {
+                let j = x.round();
+                if (x - j).abs() < 1e-6 && j >= 0.0 && (j as usize) < names.len() {
+                    names[j as usize].clone()
+                } else {
+                    String::new()
+                }
+            };
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_label_formatter(&name_of)
+                .y_desc("Wall-clock time [ms]")
+                .y_label_formatter(&|y| fmt_num(*y))
+                .label_style((FONT, 15))
+                .axis_desc_style((FONT, 18))
+                .draw()?;
+            for (j, (algo, b, vals)) in boxes.iter().enumerate() {
+                let Some(b) = b else {
+                    continue;
+                };
+                let color = algo_color(algo);
+                let x = j as f64;
+                let hw = 0.3;
+                chart.draw_series([
+                    Rectangle::new([(x - hw, b.q1), (x + hw, b.q3)], color.mix(0.35).filled()),
+                    Rectangle::new([(x - hw, b.q1), (x + hw, b.q3)], color.stroke_width(2)),
+                ])?;
+                chart.draw_series([
+                    PathElement::new(
+                        vec![(x - hw, b.median), (x + hw, b.median)],
+                        BLACK.stroke_width(2),
+                    ),
+                    PathElement::new(vec![(x, b.q3), (x, b.whisker_hi)], color.stroke_width(2)),
+                    PathElement::new(vec![(x, b.q1), (x, b.whisker_lo)], color.stroke_width(2)),
+                    PathElement::new(
+                        vec![(x - hw / 2.0, b.whisker_hi), (x + hw / 2.0, b.whisker_hi)],
+                        color.stroke_width(2),
+                    ),
+                    PathElement::new(
+                        vec![(x - hw / 2.0, b.whisker_lo), (x + hw / 2.0, b.whisker_lo)],
+                        color.stroke_width(2),
+                    ),
+                ])?;
+                let outliers: Vec<f64> = vals
+                    .iter()
+                    .copied()
+                    .filter(|v| {
+                        (*v > b.whisker_hi || *v < b.whisker_lo) && *v <= ymax && *v >= ymin
+                    })
+                    .collect();
+                // Thin out very many outliers (they overlap anyway).
+                let stride = outliers.len().div_ceil(2000).max(1);
+                chart.draw_series(
+                    outliers
+                        .iter()
+                        .step_by(stride)
+                        .map(|&v| Circle::new((x, v), 2, color.stroke_width(1))),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
