@@ -34,12 +34,8 @@ fn adam_minimises_a_quadratic() {
         let g = vec![(0..3).map(|i| 2.0 * c[i] * (x[i] - target[i])).collect()];
         adam.apply(&mut p, &g);
     }
-    for i in 0..3 {
-        assert!(
-            (p.values()[0][i] - target[i]).abs() < 1e-2,
-            "{:?}",
-            p.values()
-        );
+    for (x, t) in p.values()[0].iter().zip(target) {
+        assert!((x - t).abs() < 1e-2, "{:?}", p.values());
     }
     assert_eq!(adam.step, 3000);
 }

@@ -7,7 +7,7 @@ use rand_pcg::Pcg64Mcg;
 fn push_n(rb: &mut ReplayBuffer, from: usize, to: usize) {
     for i in from..to {
         let x = i as f32;
-        rb.push(&[x, -x], &[x], x, &[x + 1.0, 0.0], i % 3 == 0, i % 5 == 0);
+        rb.push(&[x, -x], &[x], x, &[x + 1.0, 0.0], i.is_multiple_of(3), i.is_multiple_of(5));
     }
 }
 
@@ -34,8 +34,8 @@ fn wraps_around_and_keeps_the_newest() {
         assert_eq!(b.obs[2 * k + 1], -x);
         assert_eq!(b.act[k], x);
         assert_eq!(b.next_obs[2 * k], x + 1.0);
-        assert_eq!(b.terminated[k], ((x as usize) % 3 == 0) as u8 as f32);
-        assert_eq!(b.truncated[k], ((x as usize) % 5 == 0) as u8 as f32);
+        assert_eq!(b.terminated[k], (x as usize).is_multiple_of(3) as u8 as f32);
+        assert_eq!(b.truncated[k], (x as usize).is_multiple_of(5) as u8 as f32);
     }
 }
 

@@ -258,7 +258,7 @@ impl Agent {
 
     /// Whether iteration `k` updates the policy and the targets.
     pub fn is_policy_iteration(&self, k: u64) -> bool {
-        k % self.policy_delay == 0
+        k.is_multiple_of(self.policy_delay)
     }
 
     /// Clip and apply the gradients of iteration `k`.

@@ -32,6 +32,7 @@ pub struct PolicyOut {
 
 /// The policy loss of the algorithm as a tensor, with the policy parameters given as `pi`
 /// (tracked leaves for a gradient, or frozen for a value).
+#[allow(clippy::too_many_arguments)]
 pub fn loss(
     nets: &Nets,
     cfg: &Config,

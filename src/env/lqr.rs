@@ -102,8 +102,8 @@ impl Env for LqrEnv {
         out.reward.clear();
         out.terminated.clear();
         out.truncated.clear();
-        for k in 0..n {
-            let a = actions[k].clamp(-2.0, 2.0);
+        for (k, a) in actions.iter().enumerate().take(n) {
+            let a = a.clamp(-2.0, 2.0);
             let (p, v) = (self.state[2 * k], self.state[2 * k + 1]);
             out.reward.push(reward(&[p, v], a));
             self.state[2 * k] = p + DT * v;

@@ -253,18 +253,18 @@ impl Trainer {
             let wall = self.wall_offset + start.elapsed().as_secs_f64();
             if !self.resumed {
                 let tr = self.cfg.train.clone();
-                let eval = if k % tr.eval_interval == 0 || k == n {
+                let eval = if k.is_multiple_of(tr.eval_interval) || k == n {
                     Some(self.evaluate(k)?)
                 } else {
                     None
                 };
-                if k % tr.log_interval == 0 || eval.is_some() || k == n {
+                if k.is_multiple_of(tr.log_interval) || eval.is_some() || k == n {
                     self.write_row(k, wall, eval)?;
                 }
                 if let Some(e) = eval {
                     bar.eval(k, e);
                 }
-                if (k > 0 && k % tr.checkpoint_interval == 0) || k == n {
+                if (k > 0 && k.is_multiple_of(tr.checkpoint_interval)) || k == n {
                     self.boundary();
                     self.save_checkpoint(wall)?;
                 }
@@ -329,7 +329,7 @@ impl Trainer {
 
     /// One iteration of Algorithm 1.
     fn iterate(&mut self, k: u64) -> Result<()> {
-        if k % self.cfg.algo.collect_interval == 0 {
+        if k.is_multiple_of(self.cfg.algo.collect_interval) {
             self.collect(self.cfg.algo.collect_steps);
         }
         let t0 = Instant::now();
