@@ -7,7 +7,14 @@ use rand_pcg::Pcg64Mcg;
 fn push_n(rb: &mut ReplayBuffer, from: usize, to: usize) {
     for i in from..to {
         let x = i as f32;
-        rb.push(&[x, -x], &[x], x, &[x + 1.0, 0.0], i.is_multiple_of(3), i.is_multiple_of(5));
+        rb.push(
+            &[x, -x],
+            &[x],
+            x,
+            &[x + 1.0, 0.0],
+            i.is_multiple_of(3),
+            i.is_multiple_of(5),
+        );
     }
 }
 
