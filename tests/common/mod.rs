@@ -1,0 +1,80 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+use mixpg::config::Config;
+
+/// A small configuration on the `lqr` task: small networks, short horizons, fast learning rates.
+pub fn lqr_config(algo: &str, extra: &[&str]) -> Config {
+    let text = format!(
+        r#"
+[task]
+name = "lqr"
+num_agents = 4
+reward_scale = 1.0
+[algo]
+name = "{algo}"
+batch_size = 64
+buffer_capacity = 20000
+warmup_samples = 500
+collect_steps = 4
+collect_interval = 1
+horizon = 10
+n_step = 10
+batch_reuse = 1
+policy_delay = 1
+schedule_iterations = 300
+q_lr = {{ initial = 1e-3, final_lr = 1e-4, steps = 1000 }}
+policy_lr = {{ initial = 1e-3, final_lr = 1e-4, steps = 1000 }}
+[network]
+hidden = [32, 32]
+[train]
+iterations = 400
+eval_interval = 100
+checkpoint_interval = 100
+log_interval = 10
+"#
+    );
+    let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    Config::from_toml_str(&text, &sets).expect("test config")
+}
+
+/// A fresh temporary directory.
+pub fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("mixpg-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The rows of a progress.csv with the timing columns (wall_s, pg_time_ms, update_time_ms)
+/// blanked, for comparisons across runs.
+pub fn progress_without_timing(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let timing: Vec<usize> = ["wall_s", "pg_time_ms", "update_time_ms"]
+        .iter()
+        .map(|c| header.iter().position(|h| h == c).unwrap())
+        .collect();
+    lines
+        .map(|l| {
+            l.split(',')
+                .enumerate()
+                .map(|(i, x)| if timing.contains(&i) { "" } else { x })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+/// The evaluation returns `(iteration, mean)` of a progress.csv.
+pub fn eval_returns(path: &std::path::Path) -> Vec<(u64, f64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            c[3].parse::<f64>().ok().map(|m| (c[0].parse().unwrap(), m))
+        })
+        .collect()
+}
