@@ -1,1 +1,124 @@
-fn main() {}
+//! Update-step benchmarks at batch 256 with 2×256 ELU networks on path tracking:
+//! critic update, data-driven actor update, H=25 BPTT actor update (n-step ADP / MPG's model
+//! part), and the ELU activation (ours vs burn's) forward+backward.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mixpg::algo::{Agent, Learner, Nets, policy};
+use mixpg::config::Config;
+use mixpg::env::{make_model, task_spec};
+use mixpg::nn::{self, device, tensor2};
+use mixpg::replay::HostBatch;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn config(algo: &str) -> Config {
+    let path = format!("configs/path_tracking/{algo}.toml");
+    Config::load(
+        std::path::Path::new(&path),
+        &["algo.name=".to_string() + algo],
+    )
+    .expect("config")
+}
+
+fn batch(rng: &mut Pcg64Mcg, n: usize) -> HostBatch {
+    let obs: Vec<f32> = (0..n * 6).map(|_| rng.random_range(-1.0..1.0)).collect();
+    HostBatch {
+        len: n,
+        act: (0..n * 2).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        rew: (0..n).map(|_| rng.random_range(-1.0..0.0)).collect(),
+        next_obs: obs.clone(),
+        obs,
+        terminated: vec![0.0; n],
+        truncated: vec![0.0; n],
+    }
+}
+
+fn updates(c: &mut Criterion) {
+    let mut rng = Pcg64Mcg::seed_from_u64(0);
+    let spec = task_spec("path_tracking").unwrap();
+    let b = batch(&mut rng, 256);
+    let mut g = c.benchmark_group("update_b256");
+    g.sample_size(20);
+
+    // Critic: one-step target + Q loss gradient + Adam step (DDPG's critic).
+    let cfg = config("td3");
+    let cfg = Config::from_toml_str(&cfg.to_toml(), &["algo.name=\"ddpg\"".into()]).unwrap();
+    let nets = Nets::new(&cfg, &spec);
+    let mut agent = Agent::new(&nets, &cfg, &mut rng);
+    let mut learner = Learner::new(
+        nets.clone(),
+        &cfg,
+        make_model("path_tracking", true).unwrap(),
+        None,
+        0,
+    );
+    let tb = learner.targets(&agent.params, b.clone());
+    g.bench_function("critic", |bench| {
+        bench.iter(|| {
+            let grads = learner.compute(&agent.params, &tb, 1, false);
+            agent.apply(grads, 1);
+        })
+    });
+
+    // Data-driven actor: ∇θ Q(s, π(s)) + Adam step.
+    let model = make_model("path_tracking", true).unwrap();
+    g.bench_function("actor_pg", |bench| {
+        bench.iter(|| {
+            let out = policy::gradient(
+                &nets,
+                &cfg,
+                &agent.params,
+                model.as_ref(),
+                &b.obs,
+                0,
+                &mut rng,
+            );
+            agent.pi_adam.apply(&mut agent.params.pi, &out.grads);
+        })
+    });
+
+    // Model-driven actor: H = 25 BPTT through the path-tracking prior model + Adam step.
+    let cfg = config("nadp");
+    let nets = Nets::new(&cfg, &spec);
+    let mut agent = Agent::new(&nets, &cfg, &mut rng);
+    g.bench_function("bptt_h25", |bench| {
+        bench.iter(|| {
+            let out = policy::gradient(
+                &nets,
+                &cfg,
+                &agent.params,
+                model.as_ref(),
+                &b.obs,
+                0,
+                &mut rng,
+            );
+            agent.pi_adam.apply(&mut agent.params.pi, &out.grads);
+        })
+    });
+    g.finish();
+
+    // ELU forward + backward on [256, 256].
+    let mut g = c.benchmark_group("elu_256x256");
+    let x: Vec<f32> = (0..256 * 256)
+        .map(|_| rng.random_range(-3.0..3.0))
+        .collect();
+    g.bench_function("mixpg", |bench| {
+        bench.iter(|| {
+            let t = tensor2(x.clone(), 256, 256, &device()).require_grad();
+            nn::elu(t).sum().backward()
+        })
+    });
+    g.bench_function("burn", |bench| {
+        bench.iter(|| {
+            let t = tensor2(x.clone(), 256, 256, &device()).require_grad();
+            burn::tensor::activation::elu(t, 1.0).sum().backward()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, updates);
+criterion_main!(benches);
