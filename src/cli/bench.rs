@@ -318,10 +318,7 @@ impl BenchArgs {
         anyhow::ensure!(!tasks.is_empty(), "--task names no task");
         for t in &tasks {
             if !TASKS.contains(&t.as_str()) {
-                bail!(
-                    "unknown task `{t}` (known: {}, or `all`)",
-                    TASKS.join(", ")
-                );
+                bail!("unknown task `{t}` (known: {}, or `all`)", TASKS.join(", "));
             }
         }
 
@@ -346,10 +343,7 @@ impl BenchArgs {
         let algos = dedup(algos);
         let tasks = dedup(tasks);
 
-        let seeds = self
-            .seeds
-            .or(preset.as_ref().map(|p| p.seeds))
-            .unwrap_or(1);
+        let seeds = self.seeds.or(preset.as_ref().map(|p| p.seeds)).unwrap_or(1);
         anyhow::ensure!(seeds >= 1, "--seeds must be at least 1");
 
         let mut runs = Vec::new();
@@ -413,11 +407,7 @@ impl BenchArgs {
             task: task.to_string(),
             algo: algo.to_string(),
             seed,
-            dir: self
-                .out
-                .join(task)
-                .join(algo)
-                .join(format!("seed{seed}")),
+            dir: self.out.join(task).join(algo).join(format!("seed{seed}")),
             config_path,
             cfg,
         })
@@ -475,8 +465,16 @@ fn config_diff(a: &Config, b: &Config) -> Vec<String> {
     }
     let mut fa = Vec::new();
     let mut fb = Vec::new();
-    flatten("", &toml::Value::try_from(a).expect("config serialises"), &mut fa);
-    flatten("", &toml::Value::try_from(b).expect("config serialises"), &mut fb);
+    flatten(
+        "",
+        &toml::Value::try_from(a).expect("config serialises"),
+        &mut fa,
+    );
+    flatten(
+        "",
+        &toml::Value::try_from(b).expect("config serialises"),
+        &mut fb,
+    );
     let mut keys: Vec<String> = fa.iter().chain(&fb).map(|(k, _)| k.clone()).collect();
     keys.sort();
     keys.dedup();
@@ -543,8 +541,7 @@ fn inspect(spec: &RunSpec) -> Result<Action> {
     }
     let ck = dir.join("checkpoints");
     if ck.exists() {
-        std::fs::remove_dir_all(&ck)
-            .with_context(|| format!("cannot remove {}", ck.display()))?;
+        std::fs::remove_dir_all(&ck).with_context(|| format!("cannot remove {}", ck.display()))?;
         cleared = true;
     }
     Ok(Action::Fresh { cleared })
@@ -563,7 +560,10 @@ fn execute(spec: &RunSpec, log: &(dyn Fn(String) + Sync)) -> Result<RunStatus> {
     let (mut trainer, resumed_from, restarted) = match action {
         Action::Skip(iteration) => return Ok(RunStatus::Skipped { iteration }),
         Action::Resume(k) => {
-            log(format!("resume   {}: from iteration {k} to {n}", spec.label()));
+            log(format!(
+                "resume   {}: from iteration {k} to {n}",
+                spec.label()
+            ));
             // The run's config may name fewer iterations (an extended grid): rewrite it.
             write_atomic(&spec.dir.join("config.toml"), spec.cfg.to_toml().as_bytes())?;
             (Trainer::resume(&spec.dir)?, Some(k), false)
@@ -616,8 +616,8 @@ fn run_isolated(spec: &RunSpec, log: &(dyn Fn(String) + Sync)) -> RunStatus {
             };
         }
     };
-    pool.install(|| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, log))) {
+    pool.install(
+        || match std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, log))) {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => RunStatus::Failed {
                 error: format!("{e:#}"),
@@ -625,8 +625,8 @@ fn run_isolated(spec: &RunSpec, log: &(dyn Fn(String) + Sync)) -> RunStatus {
             Err(p) => RunStatus::Failed {
                 error: format!("panicked: {}", panic_message(p.as_ref())),
             },
-        }
-    })
+        },
+    )
 }
 
 /// Run the grid, printing one line per event to stdout.
