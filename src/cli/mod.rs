@@ -1,5 +1,7 @@
 //! The `mixpg` command line.
 
+pub mod bench;
+
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -36,6 +38,10 @@ pub enum Command {
     Rollout(RolloutArgs),
     /// Check a config file (with overrides) and print the resolved configuration.
     Config(ConfigArgs),
+    /// Run a resumable (task, algorithm, seed) grid, then write its report.
+    Bench(bench::BenchArgs),
+    /// Write Table I and the figures from a runs directory.
+    Report(bench::ReportArgs),
 }
 
 /// Arguments of `mixpg resume`.
@@ -181,6 +187,8 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", cfg.to_toml());
             Ok(())
         }
+        Command::Bench(args) => bench::run_grid(&args)?.check(),
+        Command::Report(args) => bench::report(&args).map(|_| ()),
     }
 }
 

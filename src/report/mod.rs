@@ -45,14 +45,17 @@ pub use table::{AlgoRow, GoalReach, TaskTable};
 pub enum Task {
     PathTracking,
     Pendulum,
+    /// The small test task (smoke runs and tests; not part of the paper).
+    Lqr,
 }
 
 impl Task {
-    /// Parse the config / directory name (`path_tracking`, `pendulum`).
+    /// Parse the config / directory name (`path_tracking`, `pendulum`, test task `lqr`).
     pub fn from_name(name: &str) -> Option<Task> {
         match name {
             "path_tracking" => Some(Task::PathTracking),
             "pendulum" => Some(Task::Pendulum),
+            "lqr" => Some(Task::Lqr),
             _ => None,
         }
     }
@@ -62,6 +65,7 @@ impl Task {
         match self {
             Task::PathTracking => "path_tracking",
             Task::Pendulum => "pendulum",
+            Task::Lqr => "lqr",
         }
     }
 
@@ -70,6 +74,7 @@ impl Task {
         match self {
             Task::PathTracking => "Path tracking",
             Task::Pendulum => "Inverted pendulum",
+            Task::Lqr => "LQR (test task)",
         }
     }
 
@@ -78,6 +83,8 @@ impl Task {
         match self {
             Task::PathTracking => &[-100.0, -30.0, -10.0, -5.0],
             Task::Pendulum => &[-20.0, -2.0, -0.1, -0.01],
+            // 50 steps from p, v ~ U(-1, 1); the optimal return is roughly -2.
+            Task::Lqr => &[-20.0, -10.0, -5.0, -3.0],
         }
     }
 
@@ -86,6 +93,7 @@ impl Task {
         match self {
             Task::PathTracking => -30.0,
             Task::Pendulum => -2.0,
+            Task::Lqr => -10.0,
         }
     }
 
@@ -94,6 +102,7 @@ impl Task {
         match self {
             Task::PathTracking => (-800.0, 50.0),
             Task::Pendulum => (-60.0, 5.0),
+            Task::Lqr => (-60.0, 5.0),
         }
     }
 }
@@ -305,7 +314,7 @@ fn load_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Run, String> {
         }
     };
     let task = Task::from_name(&task_name).ok_or_else(|| {
-        format!("unknown task {task_name:?} (expected \"path_tracking\" or \"pendulum\")")
+        format!("unknown task {task_name:?} (expected \"path_tracking\", \"pendulum\" or \"lqr\")")
     })?;
     if algo.trim().is_empty() {
         return Err("empty algorithm name".to_string());
