@@ -183,7 +183,10 @@ fn panicking_learner_stops_the_run_cleanly() {
 #[test]
 fn stop_request_leaves_a_resumable_checkpoint() {
     let dir = tempdir("resume");
-    let c = cfg(&["train.iterations=100000", "train.checkpoint_interval=100000"]);
+    let c = cfg(&[
+        "train.iterations=100000",
+        "train.checkpoint_interval=100000",
+    ]);
     let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
     let stop = t.stop_handle();
     std::thread::spawn(move || {
@@ -251,6 +254,9 @@ fn path_tracking_async_smoke() {
     r.unwrap();
     assert_eq!(t.iteration(), 30);
     let e = evals(&dir);
-    assert!(e.iter().all(|(_, v)| v.is_finite()) && e.len() == 2, "{e:?}");
+    assert!(
+        e.iter().all(|(_, v)| v.is_finite()) && e.len() == 2,
+        "{e:?}"
+    );
     let _ = fs::remove_dir_all(&dir);
 }

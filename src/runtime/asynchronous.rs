@@ -109,7 +109,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use super::evaluator::{EvalResult, evaluate};
-use super::progress::ProgressLog;
+use super::progress::{ProgressLog, Row};
 use super::serial::{
     Accum, NonFinite, ProgressBar, STREAM_COLLECT, STREAM_ENV, STREAM_EVAL, STREAM_INIT,
     STREAM_LEARNER, STREAM_REPLAY, derive_seed, init_run_dir, latest_checkpoint, load_replay,
@@ -540,8 +540,8 @@ impl ActorWorker {
         {
             return true;
         }
-        let allowed = self.sh.store.version() / cfg.algo.collect_interval
-            + cfg.runtime.actors as u64;
+        let allowed =
+            self.sh.store.version() / cfg.algo.collect_interval + cfg.runtime.actors as u64;
         st.collections.load(Ordering::Relaxed) < allowed
     }
 }
@@ -653,7 +653,10 @@ impl BufferWorker {
                     eprintln!(
                         "async: buffer #{} throttled: replayed {} / inserted {} transitions would exceed \
                          runtime.samples_per_insert = {}; waiting for actors",
-                        self.id, self.sampled, self.inserted, self.sh.cfg.runtime.samples_per_insert
+                        self.id,
+                        self.sampled,
+                        self.inserted,
+                        self.sh.cfg.runtime.samples_per_insert
                     );
                 }
             }
@@ -848,7 +851,9 @@ fn spawn_worker(sh: &Arc<Shared>, role: Role, id: usize, inc: u32) -> Result<Joi
     std::thread::Builder::new()
         .name(format!("{role}-{id}"))
         .spawn(move || {
-            let fault = sh.fault.filter(|f| f.role == role && f.id == id && inc == 0);
+            let fault = sh
+                .fault
+                .filter(|f| f.role == role && f.id == id && inc == 0);
             let body = || -> Result<()> {
                 let pool = one_thread_pool()?;
                 pool.install(|| {
@@ -1165,7 +1170,8 @@ impl AsyncTrainer {
         let n = self.cfg.train.iterations;
         let start = Instant::now();
         let replay = std::mem::replace(&mut self.replay, vec![None; self.cfg.runtime.buffers]);
-        let mut sup = Supervisor::start(&self.cfg, Snapshot::of(self.k, &self.agent.params), replay)?;
+        let mut sup =
+            Supervisor::start(&self.cfg, Snapshot::of(self.k, &self.agent.params), replay)?;
         let mut rt_log = RuntimeLog::open(&self.out.join("runtime.csv"), self.k)?;
         let mut bar = ProgressBar::new(n, self.quiet);
         let mut summary = RunSummary::default();
@@ -1213,7 +1219,12 @@ impl AsyncTrainer {
                         return Ok(());
                     }
                     sup.poll_events()?;
-                    rt_log.maybe_write(self.k, self.wall_offset + start.elapsed().as_secs_f64(), &sup, false)?;
+                    rt_log.maybe_write(
+                        self.k,
+                        self.wall_offset + start.elapsed().as_secs_f64(),
+                        &sup,
+                        false,
+                    )?;
                     match sup.grad_rx.recv_timeout(POLL) {
                         Ok(g) => break g,
                         Err(RecvTimeoutError::Timeout) => continue,
@@ -1232,7 +1243,9 @@ impl AsyncTrainer {
                     let policy = g.grads.pi.is_some();
                     self.agent.apply_step(g.grads, policy);
                 }
-                sup.sh.store.publish(Snapshot::of(k + 1, &self.agent.params));
+                sup.sh
+                    .store
+                    .publish(Snapshot::of(k + 1, &self.agent.params));
                 push(&mut self.acc.update_time, t0.elapsed().as_secs_f64() * 1e3);
                 push(&mut self.staleness_acc, stale as f64);
                 rt_log.staleness(stale);
@@ -1296,15 +1309,11 @@ impl AsyncTrainer {
         let acc = std::mem::take(&mut self.acc);
         let st = std::mem::take(&mut self.staleness_acc);
         let staleness = (st.1 > 0).then(|| st.0 / st.1 as f64);
-        let row = acc.row(
-            &self.cfg,
-            k,
-            wall,
-            self.env_steps(sup),
-            eval,
-            self.nonfinite.total,
+        let row = Row {
+            nonfinite_skipped: self.nonfinite.total,
             staleness,
-        );
+            ..acc.row(&self.cfg, k, wall, self.env_steps(sup), eval)
+        };
         self.log
             .as_mut()
             .expect("the log is open while running")
@@ -1414,7 +1423,11 @@ impl RuntimeLog {
             } else {
                 String::new()
             },
-            if s_n > 0 { s_max.to_string() } else { String::new() },
+            if s_n > 0 {
+                s_max.to_string()
+            } else {
+                String::new()
+            },
             get(&st.restarts).to_string(),
             if inserted > 0 {
                 format!("{:.4}", sampled as f64 / inserted as f64)

@@ -237,7 +237,13 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRow>> {
 pub fn table(rows: &[BenchRow]) -> String {
     let mut s = format!(
         "{:<22} {:>8} {:>11} {:>9} {:>10} {:>9} {:>28}\n",
-        "setting", "updates", "median up/s", "mean up/s", "ms/update", "pg ms", "staleness mean/p50/p95/max"
+        "setting",
+        "updates",
+        "median up/s",
+        "mean up/s",
+        "ms/update",
+        "pg ms",
+        "staleness mean/p50/p95/max"
     );
     for r in rows {
         let st = r

@@ -8,6 +8,6 @@ pub mod evaluator;
 pub mod progress;
 pub mod serial;
 
-pub use evaluator::{EvalResult, evaluate};
 pub use asynchronous::{AsyncTrainer, RunSummary};
+pub use evaluator::{EvalResult, evaluate};
 pub use serial::Trainer;

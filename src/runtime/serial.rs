@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::evaluator::{EvalResult, evaluate};
 use super::progress::{ProgressLog, Row};
-use crate::algo::{Agent, GradStats, Grads, Learner, Nets, TargetBatch, act, schedule::mpg_weights};
+use crate::algo::{
+    Agent, GradStats, Grads, Learner, Nets, TargetBatch, act, schedule::mpg_weights,
+};
 use crate::checkpoint::{Checkpoint, write_atomic};
 use crate::config::{AlgoName, Config};
 use crate::env::{Env, StepOut, make_env, make_model, task_spec};
@@ -63,7 +65,8 @@ impl Accum {
         }
     }
 
-    /// A progress row from these means (taken since the previous row).
+    /// A progress row from these means (taken since the previous row); the caller fills in
+    /// `nonfinite_skipped` and `staleness`.
     pub(crate) fn row(
         self,
         cfg: &Config,
@@ -71,8 +74,6 @@ impl Accum {
         wall: f64,
         env_steps: u64,
         eval: Option<EvalResult>,
-        nonfinite: u64,
-        staleness: Option<f64>,
     ) -> Row {
         let (w_data, w_model) = weights(cfg, k);
         Row {
@@ -87,8 +88,8 @@ impl Accum {
             policy_loss: mean(self.policy_loss),
             pg_time_ms: mean(self.pg_time),
             update_time_ms: mean(self.update_time),
-            nonfinite_skipped: nonfinite,
-            staleness,
+            nonfinite_skipped: 0,
+            staleness: None,
         }
     }
 }
@@ -409,15 +410,11 @@ impl Trainer {
     fn write_row(&mut self, k: u64, wall: f64, eval: Option<EvalResult>) -> Result<()> {
         let acc = std::mem::take(&mut self.acc);
         let staleness = (acc.update_time.1 > 0).then_some(0.0);
-        let row = acc.row(
-            &self.cfg,
-            k,
-            wall,
-            self.env_steps,
-            eval,
-            self.nonfinite.total,
+        let row = Row {
+            nonfinite_skipped: self.nonfinite.total,
             staleness,
-        );
+            ..acc.row(&self.cfg, k, wall, self.env_steps, eval)
+        };
         self.log
             .as_mut()
             .expect("the log is open while running")
