@@ -276,6 +276,10 @@ pub struct RuntimeConfig {
     /// buffers wait for actors beyond it. 0 disables the bound.
     #[serde(default = "d_spi")]
     pub samples_per_insert: f64,
+    /// TEST-ONLY fault injection: `"ROLE:ID:STEP"` (ROLE = actor, buffer or learner) makes
+    /// that worker panic at its STEP-th step (first incarnation only). Leave unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_panic: Option<String>,
 }
 
 fn d_num_agents() -> usize {
@@ -577,6 +581,13 @@ impl Config {
             "runtime.samples_per_insert",
             "must be ≥ 0",
         )?;
+        if let Some(spec) = &r.inject_panic {
+            check(
+                crate::runtime::asynchronous::FaultSpec::parse(spec).is_some(),
+                "runtime.inject_panic",
+                "must be ROLE:ID:STEP with ROLE = actor, buffer or learner",
+            )?;
+        }
         Ok(())
     }
 }

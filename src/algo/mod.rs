@@ -256,13 +256,26 @@ impl Agent {
         }
     }
 
+    /// The policy update interval m (`algo.policy_delay`).
+    pub fn policy_delay(&self) -> u64 {
+        self.policy_delay
+    }
+
     /// Whether iteration `k` updates the policy and the targets.
     pub fn is_policy_iteration(&self, k: u64) -> bool {
         k.is_multiple_of(self.policy_delay)
     }
 
     /// Clip and apply the gradients of iteration `k`.
-    pub fn apply(&mut self, mut g: Grads, k: u64) {
+    pub fn apply(&mut self, g: Grads, k: u64) {
+        let policy_step = self.is_policy_iteration(k);
+        self.apply_step(g, policy_step);
+    }
+
+    /// Clip and apply gradients; the policy, temperature and target networks update only when
+    /// `policy_step` (the asynchronous optimizer passes whether the gradient carries a policy
+    /// gradient, since its learners compute one on every `policy_delay`-th gradient).
+    pub fn apply_step(&mut self, mut g: Grads, policy_step: bool) {
         let clip = self.grad_clip;
         nn::clip_global_norm(&mut g.q1, clip);
         self.q1_adam.apply(&mut self.params.q1, &g.q1);
@@ -272,7 +285,7 @@ impl Agent {
             nn::clip_global_norm(&mut gq2, clip);
             adam.apply(q2, &gq2);
         }
-        if !self.is_policy_iteration(k) {
+        if !policy_step {
             return;
         }
         if let Some(mut gpi) = g.pi {

@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
 
 use crate::algo::{Agent, Nets};
 use crate::checkpoint::Checkpoint;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::env::{StepOut, TASKS, make_env, task_spec};
-use crate::runtime::{Trainer, evaluate, serial::latest_checkpoint};
+use crate::runtime::{AsyncTrainer, Trainer, evaluate, serial::latest_checkpoint};
 use rand::{Rng, SeedableRng};
 
 /// Mixed Policy Gradient: off-policy RL driven jointly by data and model.
@@ -26,10 +26,21 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train one (task, algorithm, seed) run.
+    /// Train one (task, algorithm, seed) run, in the mode of `runtime.mode`.
+    ///
+    /// `serial` is bit-reproducible from the seed. `async` runs the paper's asynchronous
+    /// architecture (runtime.actors / buffers / learners threads) and is NOT bit-reproducible:
+    /// the order in which gradients are applied depends on thread scheduling. In async mode
+    /// Ctrl-C stops every role and writes the progress row and a final checkpoint.
     Train(TrainArgs),
-    /// Continue a run from its latest checkpoint.
+    /// Continue a run from its latest checkpoint (in the run's `runtime.mode`).
+    ///
+    /// An async run continues from its last checkpoint (parameters, optimiser states, the
+    /// replay contents of every buffer, counters); it does not continue bit-identically.
     Resume(ResumeArgs),
+    /// Measure MPG's update throughput: serial, async with 1 and 2 learners, and n-step DPG's
+    /// serial update time (Fig. 6), printed as a table.
+    BenchThroughput(BenchArgs),
     /// Evaluate a run's latest saved policy.
     Eval(EvalArgs),
     /// List the tasks with their dimensions and bounds.
@@ -112,6 +123,26 @@ pub struct TrainArgs {
     pub set: Vec<String>,
 }
 
+/// Arguments of `mixpg bench-throughput`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// MPG config file.
+    #[arg(long, default_value = "configs/path_tracking/mpg_v1.toml")]
+    pub config: PathBuf,
+    /// n-step DPG config file (default: ndpg.toml next to --config).
+    #[arg(long)]
+    pub ndpg_config: Option<PathBuf>,
+    /// Wall seconds per setting.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// Learner counts of the async settings (repeatable).
+    #[arg(long = "learners", default_values_t = [1usize, 2])]
+    pub learners: Vec<usize>,
+    /// Override a config value of both configs (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
 /// Arguments of `mixpg config`.
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
@@ -142,19 +173,46 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
             let cfg = args.resolve()?;
-            let mut trainer = Trainer::new(cfg, &args.out)?;
-            trainer.run()?;
+            match cfg.runtime.mode {
+                Mode::Serial => Trainer::new(cfg, &args.out)?.run()?,
+                Mode::Async => run_async(AsyncTrainer::new(cfg, &args.out)?)?,
+            }
             eprintln!("run written to {}", args.out.display());
             Ok(())
         }
         Command::Resume(args) => {
-            let mut trainer = Trainer::resume(&args.run)?;
-            eprintln!(
-                "resuming {} at iteration {}",
-                args.run.display(),
-                trainer.iteration()
-            );
-            trainer.run()
+            let cfg = Config::load(&args.run.join("config.toml"), &[])?;
+            match cfg.runtime.mode {
+                Mode::Serial => {
+                    let mut trainer = Trainer::resume(&args.run)?;
+                    eprintln!(
+                        "resuming {} at iteration {}",
+                        args.run.display(),
+                        trainer.iteration()
+                    );
+                    trainer.run()
+                }
+                Mode::Async => {
+                    let trainer = AsyncTrainer::resume(&args.run)?;
+                    eprintln!(
+                        "resuming {} (async) at iteration {}",
+                        args.run.display(),
+                        trainer.iteration()
+                    );
+                    run_async(trainer)
+                }
+            }
+        }
+        Command::BenchThroughput(args) => {
+            let rows = crate::runtime::bench::run(&crate::runtime::bench::BenchOptions {
+                config: args.config,
+                ndpg_config: args.ndpg_config,
+                set: args.set,
+                seconds: args.seconds,
+                learners: args.learners,
+            })?;
+            print!("{}", crate::runtime::bench::table(&rows));
+            Ok(())
         }
         Command::Eval(args) => eval(&args),
         Command::Tasks => {
@@ -190,6 +248,29 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run_grid(&args)?.check(),
         Command::Report(args) => bench::report(&args).map(|_| ()),
     }
+}
+
+/// Run an async trainer with a Ctrl-C handler that stops it cleanly (a second Ctrl-C exits).
+fn run_async(mut trainer: AsyncTrainer) -> Result<()> {
+    let stop = trainer.stop_handle();
+    let handler = ctrlc::set_handler(move || {
+        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting without a final checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt: stopping every role, writing the progress row and a checkpoint");
+    });
+    if let Err(e) = handler {
+        eprintln!("warning: cannot install the Ctrl-C handler ({e}); Ctrl-C will not checkpoint");
+    }
+    let s = trainer.run()?;
+    if s.stopped_early {
+        eprintln!(
+            "stopped at iteration {} (checkpoint written; `mixpg resume` continues)",
+            trainer.iteration()
+        );
+    }
+    Ok(())
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {

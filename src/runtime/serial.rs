@@ -12,7 +12,7 @@
 use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::evaluator::{EvalResult, evaluate};
 use super::progress::{ProgressLog, Row};
-use crate::algo::{Agent, Grads, Learner, Nets, TargetBatch, act, schedule::mpg_weights};
+use crate::algo::{
+    Agent, GradStats, Grads, Learner, Nets, TargetBatch, act, schedule::mpg_weights,
+};
 use crate::checkpoint::{Checkpoint, write_atomic};
 use crate::config::{AlgoName, Config};
 use crate::env::{Env, StepOut, make_env, make_model, task_spec};
@@ -35,28 +37,127 @@ pub fn derive_seed(seed: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-const STREAM_INIT: u64 = 1;
-const STREAM_COLLECT: u64 = 2;
-const STREAM_REPLAY: u64 = 3;
-const STREAM_LEARNER: u64 = 4;
-const STREAM_ENV: u64 = 5;
-const STREAM_EVAL: u64 = 6;
+pub(crate) const STREAM_INIT: u64 = 1;
+pub(crate) const STREAM_COLLECT: u64 = 2;
+pub(crate) const STREAM_REPLAY: u64 = 3;
+pub(crate) const STREAM_LEARNER: u64 = 4;
+pub(crate) const STREAM_ENV: u64 = 5;
+pub(crate) const STREAM_EVAL: u64 = 6;
 
 /// Running means between two log rows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Accum {
-    q_loss: (f64, u64),
-    policy_loss: (f64, u64),
-    pg_time: (f64, u64),
-    update_time: (f64, u64),
+pub(crate) struct Accum {
+    pub(crate) q_loss: (f64, u64),
+    pub(crate) policy_loss: (f64, u64),
+    pub(crate) pg_time: (f64, u64),
+    pub(crate) update_time: (f64, u64),
 }
 
-fn push(a: &mut (f64, u64), x: f64) {
+impl Accum {
+    /// Record the losses and policy-gradient time of an applied gradient.
+    pub(crate) fn record(&mut self, s: &GradStats) {
+        push(&mut self.q_loss, s.q_loss);
+        if let Some(l) = s.policy_loss {
+            push(&mut self.policy_loss, l);
+        }
+        if let Some(t) = s.pg_time_ms {
+            push(&mut self.pg_time, t);
+        }
+    }
+
+    /// A progress row from these means (taken since the previous row); the caller fills in
+    /// `nonfinite_skipped` and `staleness`.
+    pub(crate) fn row(
+        self,
+        cfg: &Config,
+        k: u64,
+        wall: f64,
+        env_steps: u64,
+        eval: Option<EvalResult>,
+    ) -> Row {
+        let (w_data, w_model) = weights(cfg, k);
+        Row {
+            iteration: k,
+            wall_s: wall,
+            env_steps,
+            eval_mean: eval.map(|e| e.mean),
+            eval_std: eval.map(|e| e.std),
+            w_data,
+            w_model,
+            q_loss: mean(self.q_loss),
+            policy_loss: mean(self.policy_loss),
+            pg_time_ms: mean(self.pg_time),
+            update_time_ms: mean(self.update_time),
+            nonfinite_skipped: 0,
+            staleness: None,
+        }
+    }
+}
+
+/// Consecutive and total non-finite steps; aborts the run after too long a streak.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NonFinite {
+    pub(crate) total: u64,
+    pub(crate) streak: u64,
+}
+
+impl NonFinite {
+    /// `Ok(true)` when `grads` may be applied, `Ok(false)` to skip it, an error to abort.
+    pub(crate) fn check(&mut self, grads: &Grads, k: u64, max_streak: u64) -> Result<bool> {
+        if grads.is_finite() {
+            self.streak = 0;
+            return Ok(true);
+        }
+        self.total += 1;
+        self.streak += 1;
+        if self.streak >= max_streak {
+            bail!(
+                "aborting at iteration {k}: {} consecutive steps had non-finite losses or gradients \
+                 (last q_loss {}, policy_loss {:?}); lower the learning rates or check the task",
+                self.streak,
+                grads.stats.q_loss,
+                grads.stats.policy_loss
+            );
+        }
+        Ok(false)
+    }
+}
+
+/// Store a replay buffer's storage and counters under `prefix` (e.g. `replay`).
+pub(crate) fn save_replay(ck: &mut Checkpoint, prefix: &str, replay: &ReplayBuffer) {
+    for (name, data) in replay.arrays() {
+        ck.set_array(&format!("{prefix}/{name}"), vec![data.len()], data.to_vec());
+    }
+    let (len, next, inserted) = replay.counters();
+    ck.set_counter(&format!("{prefix}/len"), len as u64);
+    ck.set_counter(&format!("{prefix}/next"), next as u64);
+    ck.set_counter(&format!("{prefix}/inserted"), inserted);
+}
+
+/// Restore a replay buffer saved by [`save_replay`].
+pub(crate) fn load_replay(
+    ck: &Checkpoint,
+    prefix: &str,
+    capacity: usize,
+    obs_dim: usize,
+    act_dim: usize,
+) -> Result<ReplayBuffer> {
+    let counters = (
+        ck.counter(&format!("{prefix}/len"))? as usize,
+        ck.counter(&format!("{prefix}/next"))? as usize,
+        ck.counter(&format!("{prefix}/inserted"))?,
+    );
+    ReplayBuffer::restore(capacity, obs_dim, act_dim, counters, |name, n| {
+        ck.array(&format!("{prefix}/{name}"), &[n])
+    })
+}
+
+pub(crate) fn push(a: &mut (f64, u64), x: f64) {
     a.0 += x;
     a.1 += 1;
 }
 
-fn mean(a: (f64, u64)) -> Option<f64> {
+pub(crate) fn mean(a: (f64, u64)) -> Option<f64> {
     (a.1 > 0).then(|| a.0 / a.1 as f64)
 }
 
@@ -93,26 +194,17 @@ pub struct Trainer {
     cached: Option<TargetBatch>,
     reuse_left: usize,
     acc: Accum,
-    nonfinite_total: u64,
-    nonfinite_streak: u64,
+    nonfinite: NonFinite,
     log: Option<ProgressLog>,
     resumed: bool,
     quiet: bool,
+    time_limit: Option<Duration>,
 }
 
 impl Trainer {
     /// A new run writing to `out` (which must not already hold a run).
     pub fn new(cfg: Config, out: &Path) -> Result<Self> {
-        if out.join("progress.csv").exists() {
-            bail!(
-                "{} already holds a run (progress.csv exists); use `mixpg resume --run {}` or another --out",
-                out.display(),
-                out.display()
-            );
-        }
-        fs::create_dir_all(out.join("checkpoints"))
-            .with_context(|| format!("cannot create {}", out.display()))?;
-        write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())?;
+        init_run_dir(&cfg, out)?;
         let mut t = Self::build(cfg, out)?;
         t.log = Some(ProgressLog::create(&out.join("progress.csv"))?);
         t.warm_up();
@@ -136,6 +228,18 @@ impl Trainer {
     pub fn quiet(mut self) -> Self {
         self.quiet = true;
         self
+    }
+
+    /// Stop [`Trainer::run`] after this much wall time, without a final checkpoint (used by
+    /// `mixpg bench-throughput`).
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Mean time per iteration (collect, compute, apply) since the last progress row, ms.
+    pub fn mean_update_time_ms(&self) -> Option<f64> {
+        mean(self.acc.update_time)
     }
 
     fn build(cfg: Config, out: &Path) -> Result<Self> {
@@ -186,11 +290,11 @@ impl Trainer {
             cached: None,
             reuse_left: 0,
             acc: Accum::default(),
-            nonfinite_total: 0,
-            nonfinite_streak: 0,
+            nonfinite: NonFinite::default(),
             log: None,
             resumed: false,
             quiet: false,
+            time_limit: None,
             cfg,
         })
     }
@@ -272,7 +376,7 @@ impl Trainer {
                 self.boundary();
                 self.resumed = false;
             }
-            if k >= n {
+            if k >= n || self.time_limit.is_some_and(|l| start.elapsed() >= l) {
                 break;
             }
             self.iterate(k)?;
@@ -304,22 +408,12 @@ impl Trainer {
     }
 
     fn write_row(&mut self, k: u64, wall: f64, eval: Option<EvalResult>) -> Result<()> {
-        let (w_data, w_model) = weights(&self.cfg, k);
         let acc = std::mem::take(&mut self.acc);
+        let staleness = (acc.update_time.1 > 0).then_some(0.0);
         let row = Row {
-            iteration: k,
-            wall_s: wall,
-            env_steps: self.env_steps,
-            eval_mean: eval.map(|e| e.mean),
-            eval_std: eval.map(|e| e.std),
-            w_data,
-            w_model,
-            q_loss: mean(acc.q_loss),
-            policy_loss: mean(acc.policy_loss),
-            pg_time_ms: mean(acc.pg_time),
-            update_time_ms: mean(acc.update_time),
-            nonfinite_skipped: self.nonfinite_total,
-            staleness: (acc.update_time.1 > 0).then_some(0.0),
+            nonfinite_skipped: self.nonfinite.total,
+            staleness,
+            ..acc.row(&self.cfg, k, wall, self.env_steps, eval)
         };
         self.log
             .as_mut()
@@ -350,29 +444,13 @@ impl Trainer {
     }
 
     fn apply(&mut self, grads: Grads, k: u64) -> Result<()> {
-        if !grads.is_finite() {
-            self.nonfinite_total += 1;
-            self.nonfinite_streak += 1;
-            if self.nonfinite_streak >= self.cfg.train.max_nonfinite_streak {
-                bail!(
-                    "aborting at iteration {k}: {} consecutive steps had non-finite losses or gradients \
-                     (last q_loss {}, policy_loss {:?}); lower the learning rates or check the task",
-                    self.nonfinite_streak,
-                    grads.stats.q_loss,
-                    grads.stats.policy_loss
-                );
-            }
+        if !self
+            .nonfinite
+            .check(&grads, k, self.cfg.train.max_nonfinite_streak)?
+        {
             return Ok(());
         }
-        self.nonfinite_streak = 0;
-        let s = grads.stats;
-        push(&mut self.acc.q_loss, s.q_loss);
-        if let Some(l) = s.policy_loss {
-            push(&mut self.acc.policy_loss, l);
-        }
-        if let Some(t) = s.pg_time_ms {
-            push(&mut self.acc.pg_time, t);
-        }
+        self.acc.record(&grads.stats);
         self.agent.apply(grads, k);
         Ok(())
     }
@@ -382,20 +460,14 @@ impl Trainer {
         self.agent.save(&mut ck);
         ck.set_counter("iteration", self.k);
         ck.set_counter("env_steps", self.env_steps);
-        ck.set_counter("nonfinite_total", self.nonfinite_total);
-        ck.set_counter("nonfinite_streak", self.nonfinite_streak);
+        ck.set_counter("nonfinite_total", self.nonfinite.total);
+        ck.set_counter("nonfinite_streak", self.nonfinite.streak);
         ck.set_json("wall_s", &wall)?;
         ck.set_json("accum", &self.acc)?;
         ck.set_json("rng/collect", &self.collect_rng)?;
         ck.set_json("rng/replay", &self.replay_rng)?;
         ck.set_json("rng/learner", self.learner.rng())?;
-        for (name, data) in self.replay.arrays() {
-            ck.set_array(&format!("replay/{name}"), vec![data.len()], data.to_vec());
-        }
-        let (len, next, inserted) = self.replay.counters();
-        ck.set_counter("replay/len", len as u64);
-        ck.set_counter("replay/next", next as u64);
-        ck.set_counter("replay/inserted", inserted);
+        save_replay(&mut ck, "replay", &self.replay);
         let dir = self.out.join("checkpoints");
         ck.save(&dir.join(format!("ckpt-{:09}", self.k)))?;
         prune_checkpoints(&dir, self.cfg.train.keep_checkpoints)
@@ -405,25 +477,31 @@ impl Trainer {
         self.agent.load(ck)?;
         self.k = ck.counter("iteration")?;
         self.env_steps = ck.counter("env_steps")?;
-        self.nonfinite_total = ck.counter("nonfinite_total")?;
-        self.nonfinite_streak = ck.counter("nonfinite_streak")?;
+        self.nonfinite.total = ck.counter("nonfinite_total")?;
+        self.nonfinite.streak = ck.counter("nonfinite_streak")?;
         self.wall_offset = ck.json("wall_s")?;
         self.acc = ck.json("accum")?;
         self.collect_rng = ck.json("rng/collect")?;
         self.replay_rng = ck.json("rng/replay")?;
         self.learner.set_rng(ck.json("rng/learner")?);
-        let counters = (
-            ck.counter("replay/len")? as usize,
-            ck.counter("replay/next")? as usize,
-            ck.counter("replay/inserted")?,
-        );
         let (o, a) = (self.nets.spec.obs_dim, self.nets.spec.act_dim);
-        self.replay =
-            ReplayBuffer::restore(self.cfg.algo.buffer_capacity, o, a, counters, |name, n| {
-                ck.array(&format!("replay/{name}"), &[n])
-            })?;
+        self.replay = load_replay(ck, "replay", self.cfg.algo.buffer_capacity, o, a)?;
         Ok(())
     }
+}
+
+/// Create a new run directory (refusing one that already holds a run) and write its config.
+pub(crate) fn init_run_dir(cfg: &Config, out: &Path) -> Result<()> {
+    if out.join("progress.csv").exists() {
+        bail!(
+            "{} already holds a run (progress.csv exists); use `mixpg resume --run {}` or another --out",
+            out.display(),
+            out.display()
+        );
+    }
+    fs::create_dir_all(out.join("checkpoints"))
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())
 }
 
 /// The newest complete checkpoint directory of a run, if any.
@@ -447,7 +525,7 @@ pub fn latest_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
     Ok(best.map(|(_, p)| p))
 }
 
-fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
+pub(crate) fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
     let mut all: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -466,7 +544,7 @@ fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
 }
 
 /// A progress bar on a terminal (stderr); plain lines at evaluations otherwise.
-struct ProgressBar {
+pub(crate) struct ProgressBar {
     total: u64,
     tty: bool,
     quiet: bool,
@@ -476,7 +554,7 @@ struct ProgressBar {
 }
 
 impl ProgressBar {
-    fn new(total: u64, quiet: bool) -> Self {
+    pub(crate) fn new(total: u64, quiet: bool) -> Self {
         Self {
             total,
             tty: std::io::stderr().is_terminal(),
@@ -487,7 +565,7 @@ impl ProgressBar {
         }
     }
 
-    fn tick(&mut self, k: u64) {
+    pub(crate) fn tick(&mut self, k: u64) {
         if self.quiet || !self.tty || self.last_draw.elapsed().as_millis() < 200 {
             return;
         }
@@ -510,7 +588,7 @@ impl ProgressBar {
         let _ = err.flush();
     }
 
-    fn eval(&mut self, k: u64, e: EvalResult) {
+    pub(crate) fn eval(&mut self, k: u64, e: EvalResult) {
         self.last_eval = Some((k, e));
         if !self.quiet && !self.tty {
             eprintln!(
@@ -523,7 +601,7 @@ impl ProgressBar {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if !self.quiet && self.tty {
             eprintln!();
         }

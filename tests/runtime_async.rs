@@ -1,0 +1,262 @@
+//! The asynchronous runtime: learning on `lqr`, no deadlock with more learners than cores,
+//! worker panics (restart / stop), stop + resume, and a path-tracking smoke run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use mixpg::checkpoint::Checkpoint;
+use mixpg::config::Config;
+use mixpg::runtime::serial::latest_checkpoint;
+use mixpg::runtime::{AsyncTrainer, RunSummary, Trainer};
+
+const LQR: &str = r#"
+[task]
+name = "lqr"
+num_agents = 8
+reward_scale = 1.0
+
+[algo]
+name = "mpg_v2"
+batch_size = 64
+buffer_capacity = 20000
+warmup_samples = 400
+collect_steps = 8
+collect_interval = 2
+policy_delay = 1
+horizon = 10
+batch_reuse = 1
+schedule_iterations = 300
+q_lr = { initial = 2e-3, final_lr = 2e-4, steps = 2000 }
+policy_lr = { initial = 1e-3, final_lr = 1e-4, steps = 2000 }
+
+[network]
+hidden = [32, 32]
+
+[train]
+iterations = 600
+eval_interval = 200
+checkpoint_interval = 200
+log_interval = 10
+eval_episodes = 10
+
+[runtime]
+mode = "async"
+actors = 1
+buffers = 2
+learners = 2
+"#;
+
+fn cfg(sets: &[&str]) -> Config {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Config::from_toml_str(LQR, &sets).unwrap()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mixpg-async-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    d
+}
+
+/// (iteration, eval_return_mean) of the evaluation rows.
+fn evals(dir: &Path) -> Vec<(u64, f64)> {
+    fs::read_to_string(dir.join("progress.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            Some((c[0].parse().ok()?, c[3].parse().ok()?))
+        })
+        .collect()
+}
+
+fn last_row(dir: &Path) -> Vec<String> {
+    let text = fs::read_to_string(dir.join("progress.csv")).unwrap();
+    text.lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect()
+}
+
+/// Run in a thread; fail the test instead of hanging on a deadlock.
+fn run_bounded(mut t: AsyncTrainer, limit: Duration) -> (anyhow::Result<RunSummary>, AsyncTrainer) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = t.run();
+        let _ = tx.send((r, t));
+    });
+    rx.recv_timeout(limit)
+        .expect("the async run did not finish in time (deadlock?)")
+}
+
+#[test]
+fn async_training_improves_lqr() {
+    let dir = tempdir("learn");
+    let t = AsyncTrainer::new(cfg(&[]), &dir).unwrap().quiet();
+    let (r, t) = run_bounded(t, Duration::from_secs(120));
+    let s = r.unwrap();
+    assert_eq!(t.iteration(), 600);
+    assert!(!s.stopped_early);
+    let e = evals(&dir);
+    assert_eq!(e.first().unwrap().0, 0);
+    assert_eq!(e.last().unwrap().0, 600);
+    let (first, last) = (e.first().unwrap().1, e.last().unwrap().1);
+    assert!(
+        last > first + 0.3 * first.abs(),
+        "no clear improvement: {first} -> {last} ({e:?})"
+    );
+    // Staleness is logged and finite; runtime.csv has rows.
+    let row = last_row(&dir);
+    assert!(row[12].parse::<f64>().is_ok(), "staleness column: {row:?}");
+    let rt = fs::read_to_string(dir.join("runtime.csv")).unwrap();
+    assert!(rt.lines().count() >= 2 && rt.starts_with("iteration,wall_s,grad_queue"));
+    assert!(!s.staleness.is_empty());
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn more_learners_than_cores_does_not_deadlock() {
+    let dir = tempdir("six");
+    let c = cfg(&[
+        "runtime.learners=6",
+        "runtime.actors=2",
+        "train.iterations=150",
+        "runtime.experience_queue=2",
+        "runtime.gradient_queue=2",
+        "runtime.samples_per_insert=4",
+    ]);
+    let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
+    let (r, t) = run_bounded(t, Duration::from_secs(60));
+    r.unwrap();
+    assert_eq!(t.iteration(), 150);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn panicking_learner_is_restarted() {
+    let dir = tempdir("restart");
+    let c = cfg(&[
+        "train.iterations=60",
+        "runtime.on_panic=\"restart\"",
+        "runtime.inject_panic=\"learner:1:2\"",
+    ]);
+    let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
+    let (r, t) = run_bounded(t, Duration::from_secs(60));
+    let s = r.unwrap();
+    assert_eq!(t.iteration(), 60);
+    assert_eq!(s.restarts, 1, "faults: {:?}", s.faults);
+    assert!(
+        s.faults[0].contains("learner #1") && s.faults[0].contains("panicked"),
+        "{:?}",
+        s.faults
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn panicking_learner_stops_the_run_cleanly() {
+    let dir = tempdir("stop");
+    let c = cfg(&[
+        "train.iterations=100000",
+        "runtime.on_panic=\"stop\"",
+        "runtime.inject_panic=\"learner:0:5\"",
+    ]);
+    let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
+    let (r, t) = run_bounded(t, Duration::from_secs(60));
+    let err = format!("{:#}", r.unwrap_err());
+    assert!(
+        err.contains("learner #0") && err.contains("panicked"),
+        "unclear error: {err}"
+    );
+    // The progress row and a checkpoint of the iteration reached were written.
+    let k = t.iteration();
+    assert_eq!(last_row(&dir)[0], k.to_string());
+    let ck = Checkpoint::load(&latest_checkpoint(&dir).unwrap().unwrap()).unwrap();
+    assert_eq!(ck.counter("iteration").unwrap(), k);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stop_request_leaves_a_resumable_checkpoint() {
+    let dir = tempdir("resume");
+    let c = cfg(&[
+        "train.iterations=100000",
+        "train.checkpoint_interval=100000",
+    ]);
+    let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
+    let stop = t.stop_handle();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2500));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let (r, t) = run_bounded(t, Duration::from_secs(60));
+    let s = r.unwrap();
+    assert!(s.stopped_early);
+    let k = t.iteration();
+    assert!(k > 0, "no update in 2.5 s");
+    assert_eq!(last_row(&dir)[0], k.to_string());
+    let ck = Checkpoint::load(&latest_checkpoint(&dir).unwrap().unwrap()).unwrap();
+    assert_eq!(ck.counter("iteration").unwrap(), k);
+    assert!(ck.counter("replay/len").unwrap() + ck.counter("replay1/len").unwrap() >= 400);
+    // Both trainers continue from it.
+    let serial = Trainer::resume(&dir).unwrap();
+    assert_eq!(serial.iteration(), k);
+    assert_eq!(serial.agent().params, t.agent().params);
+    drop(serial);
+    let resumed = AsyncTrainer::resume(&dir).unwrap().quiet();
+    assert_eq!(resumed.iteration(), k);
+    assert_eq!(resumed.agent().params, t.agent().params);
+    let resumed = resumed.time_limit(Duration::from_millis(1500));
+    let (r, resumed) = run_bounded(resumed, Duration::from_secs(60));
+    r.unwrap();
+    assert!(resumed.iteration() > k);
+    // Rows continue without duplicates.
+    let its: Vec<u64> = fs::read_to_string(dir.join("progress.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(its.windows(2).all(|w| w[0] < w[1]), "{its:?}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn path_tracking_async_smoke() {
+    let dir = tempdir("path");
+    let text = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/path_tracking/mpg_v1.toml"),
+    )
+    .unwrap();
+    let sets: Vec<String> = [
+        "network.hidden=[32, 32]",
+        "algo.batch_size=64",
+        "algo.buffer_capacity=5000",
+        "algo.warmup_samples=600",
+        "algo.horizon=10",
+        "algo.n_step=10",
+        "train.iterations=30",
+        "train.eval_interval=30",
+        "train.checkpoint_interval=30",
+        "runtime.mode=\"async\"",
+        "runtime.learners=2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let c = Config::from_toml_str(&text, &sets).unwrap();
+    let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
+    let (r, t) = run_bounded(t, Duration::from_secs(90));
+    r.unwrap();
+    assert_eq!(t.iteration(), 30);
+    let e = evals(&dir);
+    assert!(
+        e.iter().all(|(_, v)| v.is_finite()) && e.len() == 2,
+        "{e:?}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
