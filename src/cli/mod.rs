@@ -40,7 +40,7 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Measure MPG's update throughput: serial, async with 1 and 2 learners, and n-step DPG's
     /// serial update time (Fig. 6), printed as a table.
-    BenchThroughput(BenchArgs),
+    BenchThroughput(ThroughputArgs),
     /// Evaluate a run's latest saved policy.
     Eval(EvalArgs),
     /// List the tasks with their dimensions and bounds.
@@ -125,7 +125,7 @@ pub struct TrainArgs {
 
 /// Arguments of `mixpg bench-throughput`.
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub struct ThroughputArgs {
     /// MPG config file.
     #[arg(long, default_value = "configs/path_tracking/mpg_v1.toml")]
     pub config: PathBuf,
