@@ -276,6 +276,11 @@ pub struct RuntimeConfig {
     /// buffers wait for actors beyond it. 0 disables the bound.
     #[serde(default = "d_spi")]
     pub samples_per_insert: f64,
+    /// Async: when the gradient queue is empty, the optimizer re-applies the last gradient up
+    /// to this many times instead of waiting (the reference code's `grads_max_reuse`, 25);
+    /// reused applications count as iterations. 0 (default): always wait for a fresh gradient.
+    #[serde(default)]
+    pub grad_max_reuse: u64,
     /// TEST-ONLY fault injection: `"ROLE:ID:STEP"` (ROLE = actor, buffer or learner) makes
     /// that worker panic at its STEP-th step (first incarnation only). Leave unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

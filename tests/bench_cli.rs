@@ -366,7 +366,7 @@ fn bad_names_and_missing_configs_give_clear_errors_before_anything_runs() {
 #[test]
 fn presets_resolve_and_explicit_flags_override_them() {
     let q = Preset::Quick.values();
-    assert_eq!((q.seeds, q.iterations), (3, 20_000));
+    assert_eq!((q.seeds, q.iterations), (3, 6000));
     assert_eq!(q.tasks, ["path_tracking", "pendulum"]);
     assert_eq!(q.algos, ["mpg_v1", "mpg_v2", "ndpg", "nadp", "td3", "sac"]);
     let p = Preset::Paper.values();
@@ -395,7 +395,7 @@ fn presets_resolve_and_explicit_flags_override_them() {
     assert_eq!(c.task.name, "lqr");
     assert_eq!(c.train.iterations, 50);
     assert_eq!(c.train.eval_interval, 7);
-    assert_eq!(c.train.checkpoint_interval, 1000);
+    assert_eq!(c.train.checkpoint_interval, 3000);
     assert_eq!(c.train.seed, 1);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -119,6 +119,35 @@ fn async_training_improves_lqr() {
 }
 
 #[test]
+fn gradient_reuse_applies_stale_gradients_instead_of_waiting() {
+    // One slow learner (large batch, long horizon): with reuse the optimizer re-applies the
+    // last gradient while the queue is empty, so iterations outrun fresh gradients and the
+    // mean staleness grows.
+    let run = |reuse: u64, name: &str| {
+        let dir = tempdir(name);
+        let c = cfg(&[
+            "runtime.learners=1",
+            "train.iterations=300",
+            "algo.batch_size=256",
+            "algo.horizon=25",
+            &format!("runtime.grad_max_reuse={reuse}"),
+        ]);
+        let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
+        let (r, t) = run_bounded(t, Duration::from_secs(120));
+        let s = r.unwrap();
+        assert_eq!(t.iteration(), 300);
+        let _ = fs::remove_dir_all(&dir);
+        s.staleness.iter().sum::<u64>() as f64 / s.staleness.len() as f64
+    };
+    let without = run(0, "noreuse");
+    let with = run(10, "reuse");
+    assert!(
+        with > without + 1.0,
+        "mean staleness with reuse {with} vs without {without}"
+    );
+}
+
+#[test]
 fn more_learners_than_cores_does_not_deadlock() {
     let dir = tempdir("six");
     let c = cfg(&[

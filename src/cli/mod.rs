@@ -138,6 +138,10 @@ pub struct ThroughputArgs {
     /// Learner counts of the async settings (repeatable).
     #[arg(long = "learners", default_values_t = [1usize, 2])]
     pub learners: Vec<usize>,
+    /// Add a setting with the most learners and the optimizer re-applying the last gradient
+    /// up to this many times while the queue is empty (reference code: 25; 0 skips it).
+    #[arg(long, default_value_t = 25)]
+    pub grad_reuse: u64,
     /// Override a config value of both configs (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -210,6 +214,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 set: args.set,
                 seconds: args.seconds,
                 learners: args.learners,
+                grad_reuse: args.grad_reuse,
             })?;
             print!("{}", crate::runtime::bench::table(&rows));
             Ok(())

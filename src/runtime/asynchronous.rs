@@ -1180,6 +1180,8 @@ impl AsyncTrainer {
         let mut last_update = Instant::now();
         let k0 = self.k;
         let mut pg = (0.0, 0u64);
+        let max_reuse = self.cfg.runtime.grad_max_reuse;
+        let (mut last_grads, mut reuse_left): (Option<TaggedGrads>, u64) = (None, 0);
         let result: Result<()> = (|| {
             loop {
                 let k = self.k;
@@ -1211,7 +1213,7 @@ impl AsyncTrainer {
                     return Ok(());
                 }
                 let t0 = Instant::now();
-                let g = loop {
+                let (g, reused) = loop {
                     if self.stop.load(Ordering::Relaxed)
                         || self.time_limit.is_some_and(|l| start.elapsed() >= l)
                     {
@@ -1225,20 +1227,38 @@ impl AsyncTrainer {
                         &sup,
                         false,
                     )?;
+                    if reuse_left > 0
+                        && let Some(prev) = &last_grads
+                    {
+                        match sup.grad_rx.try_recv() {
+                            Ok(g) => break (g, false),
+                            Err(TryRecvError::Empty) => {
+                                reuse_left -= 1;
+                                break (prev.clone(), true);
+                            }
+                            Err(TryRecvError::Disconnected) => bail!("the gradient queue closed"),
+                        }
+                    }
                     match sup.grad_rx.recv_timeout(POLL) {
-                        Ok(g) => break g,
+                        Ok(g) => break (g, false),
                         Err(RecvTimeoutError::Timeout) => continue,
                         Err(RecvTimeoutError::Disconnected) => bail!("the gradient queue closed"),
                     }
                 };
+                if !reused {
+                    last_grads = (max_reuse > 0).then(|| g.clone());
+                    reuse_left = max_reuse;
+                }
                 let stale = k.saturating_sub(g.version);
                 if self
                     .nonfinite
                     .check(&g.grads, k, self.cfg.train.max_nonfinite_streak)?
                 {
-                    self.acc.record(&g.grads.stats);
-                    if let Some(t) = g.grads.stats.pg_time_ms {
-                        push(&mut pg, t);
+                    if !reused {
+                        self.acc.record(&g.grads.stats);
+                        if let Some(t) = g.grads.stats.pg_time_ms {
+                            push(&mut pg, t);
+                        }
                     }
                     let policy = g.grads.pi.is_some();
                     self.agent.apply_step(g.grads, policy);

@@ -33,6 +33,10 @@ pub struct BenchOptions {
     pub seconds: f64,
     /// Learner counts of the async settings.
     pub learners: Vec<usize>,
+    /// When > 0, one more setting: the largest learner count with the optimizer re-applying
+    /// the last gradient up to this many times while the queue is empty (the reference
+    /// code's `grads_max_reuse`).
+    pub grad_reuse: u64,
 }
 
 /// Staleness statistics of the applied gradients.
@@ -216,6 +220,20 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRow>> {
                 opts.seconds,
             )?);
         }
+        if let Some(&n) = opts.learners.iter().max().filter(|_| opts.grad_reuse > 0) {
+            let r = opts.grad_reuse;
+            let cfg = mpg(&[
+                "runtime.mode=\"async\"".into(),
+                format!("runtime.learners={n}"),
+                format!("runtime.grad_max_reuse={r}"),
+            ])?;
+            rows.push(asynchronous(
+                &format!("mpg async {n}L reuse {r}"),
+                cfg,
+                &root.join("reuse"),
+                opts.seconds,
+            )?);
+        }
         let ndpg_path = opts
             .ndpg_config
             .clone()
@@ -265,6 +283,7 @@ pub fn table(rows: &[BenchRow]) -> String {
     let serial = find("mpg serial");
     let a1 = find("mpg async 1 learner");
     let a2 = find("mpg async 2 learners");
+    let reuse = rows.iter().find(|r| r.name.contains("reuse"));
     let ndpg = find("ndpg serial");
     s += "\nratios (medians):\n";
     if let (Some(a), Some(b)) = (a2, a1) {
@@ -283,7 +302,7 @@ pub fn table(rows: &[BenchRow]) -> String {
         }
     }
     if let Some(n) = ndpg {
-        for m in [serial, a1, a2].into_iter().flatten() {
+        for m in [serial, a1, a2, reuse].into_iter().flatten() {
             s += &format!(
                 "  {} update time / ndpg serial update time: {:.2} (Fig. 6 target <= 1.5 for async)\n",
                 m.name,
