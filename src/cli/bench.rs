@@ -589,16 +589,6 @@ fn execute(spec: &RunSpec, log: &(dyn Fn(String) + Sync)) -> Result<RunStatus> {
     })
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic".to_string()
-    }
-}
-
 /// Stack size of the threads that run training (deep autodiff graphs).
 const RUN_STACK: usize = 64 << 20;
 
@@ -624,7 +614,7 @@ fn run_isolated(spec: &RunSpec, log: &(dyn Fn(String) + Sync)) -> RunStatus {
                 error: format!("{e:#}"),
             },
             Err(p) => RunStatus::Failed {
-                error: format!("panicked: {}", panic_message(p.as_ref())),
+                error: format!("panicked: {}", crate::runtime::panic_message(p.as_ref())),
             },
         },
     )

@@ -821,16 +821,6 @@ struct Event {
     outcome: Outcome,
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_string()
-    }
-}
-
 fn build_worker(sh: &Arc<Shared>, role: Role, id: usize, inc: u32) -> Result<Box<dyn Worker>> {
     Ok(match role {
         Role::Actor => Box::new(ActorWorker::new(sh.clone(), id, inc)?),
@@ -874,7 +864,7 @@ fn spawn_worker(sh: &Arc<Shared>, role: Role, id: usize, inc: u32) -> Result<Joi
             let outcome = match catch_unwind(AssertUnwindSafe(body)) {
                 Ok(Ok(())) => Outcome::Finished,
                 Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),
-                Err(p) => Outcome::Panicked(panic_message(p.as_ref())),
+                Err(p) => Outcome::Panicked(super::panic_message(p.as_ref())),
             };
             let _ = sh.events.send(Event {
                 role,

@@ -11,3 +11,14 @@ pub mod serial;
 pub use asynchronous::{AsyncTrainer, RunSummary};
 pub use evaluator::{EvalResult, evaluate};
 pub use serial::Trainer;
+
+/// The message of a caught panic payload.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
