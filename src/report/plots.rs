@@ -241,7 +241,7 @@ where
             if pts.len() > 1 && pts.iter().any(|p| p.2.is_some()) {
                 let band: Vec<(f64, f64)> =
                     upper.into_iter().chain(lower.into_iter().rev()).collect();
-                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18))))?;
+                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.08))))?;
             }
             let line: Vec<(f64, f64)> = pts.iter().map(|&(x, m, _)| (x, clamp(m))).collect();
             let single = line.len() == 1;
