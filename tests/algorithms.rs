@@ -42,7 +42,7 @@ fn loss_value(nets: &Nets, cfg: &Config, p: &Params, pi: &ParamSet, obs: &[f32],
     let model = make_model(&cfg.task.name, cfg.task.model_mismatch).unwrap();
     let s = tensor2(obs.to_vec(), obs.len() / 2, 2, &plain_device());
     let mut rng = Pcg64Mcg::seed_from_u64(11);
-    let (l, _, _) = policy::loss(nets, cfg, p, model.as_ref(), pi.frozen(), s, k, &mut rng);
+    let (l, _) = policy::loss(nets, cfg, p, model.as_ref(), pi.frozen(), s, k, &mut rng);
     nn::scalar(l) as f64
 }
 

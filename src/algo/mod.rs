@@ -201,8 +201,6 @@ pub struct GradStats {
     pub q_loss: f64,
     /// Policy loss, when the policy gradient was computed.
     pub policy_loss: Option<f64>,
-    /// MPG weights `(w_data, w_model)` used.
-    pub weights: Option<(f64, f64)>,
     /// Wall time of the policy-gradient computation, ms.
     pub pg_time_ms: Option<f64>,
 }
@@ -451,7 +449,6 @@ impl Learner {
             grads.pi = Some(out.grads);
             grads.log_alpha = out.log_alpha_grad;
             grads.stats.policy_loss = Some(out.loss);
-            grads.stats.weights = out.weights;
             grads.stats.pg_time_ms = Some(start.elapsed().as_secs_f64() * 1e3);
         }
         grads

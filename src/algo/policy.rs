@@ -24,14 +24,12 @@ pub struct PolicyOut {
     pub grads: Vec<Vec<f32>>,
     /// The loss value.
     pub loss: f64,
-    /// MPG's `(w_data, w_model)`.
-    pub weights: Option<(f64, f64)>,
     /// SAC: gradient of the temperature loss w.r.t. log α (when learned).
     pub log_alpha_grad: Option<f32>,
 }
 
 /// The policy loss of the algorithm as a tensor, with the policy parameters given as `pi`
-/// (tracked leaves for a gradient, or frozen for a value).
+/// (tracked leaves for a gradient, or frozen for a value), and SAC's `log π(a|s)`.
 #[allow(clippy::too_many_arguments)]
 pub fn loss(
     nets: &Nets,
@@ -42,7 +40,7 @@ pub fn loss(
     s: Tensor<2>,
     k: u64,
     rng: &mut Pcg64Mcg,
-) -> (Tensor<1>, Option<(f64, f64)>, Option<Tensor<1>>) {
+) -> (Tensor<1>, Option<Tensor<1>>) {
     let a = &cfg.algo;
     match (nets.algo, &nets.policy) {
         (AlgoName::Sac, PolicyNet::Gauss(g)) => {
@@ -60,11 +58,10 @@ pub fn loss(
                 .mul_scalar(p.alpha() as f32)
                 .sub(q)
                 .mean();
-            (loss, None, Some(smp.log_prob))
+            (loss, Some(smp.log_prob))
         }
         (AlgoName::Nadp, _) => (
             model_return(nets, cfg, p, model, pi, s, true, rng).neg(),
-            None,
             None,
         ),
         (AlgoName::MpgV1 | AlgoName::MpgV2, _) => {
@@ -73,9 +70,9 @@ pub fn loss(
             let j0 = data_return(nets, p, pi, s.clone());
             let jh = model_return(nets, cfg, p, model, pi, s, all, rng);
             let loss = j0.mul_scalar(wd as f32).add(jh.mul_scalar(wm as f32)).neg();
-            (loss, Some((wd, wm)), None)
+            (loss, None)
         }
-        _ => (data_return(nets, p, pi, s).neg(), None, None),
+        _ => (data_return(nets, p, pi, s).neg(), None),
     }
 }
 
@@ -140,7 +137,7 @@ pub fn gradient(
     let o = nets.spec.obs_dim;
     let s = tensor2(obs.to_vec(), obs.len() / o, o, &plain_device());
     let tracked = p.pi.track();
-    let (loss, weights, log_prob) = loss(nets, cfg, p, model, &tracked.leaves, s, k, rng);
+    let (loss, log_prob) = loss(nets, cfg, p, model, &tracked.leaves, s, k, rng);
     let value = nn::scalar(loss.clone().inner()) as f64;
     let grads = tracked.grads(&loss.backward());
     let log_alpha_grad = match (log_prob, cfg.algo.learn_alpha) {
@@ -158,7 +155,6 @@ pub fn gradient(
     PolicyOut {
         grads,
         loss: value,
-        weights,
         log_alpha_grad,
     }
 }

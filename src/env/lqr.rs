@@ -10,7 +10,6 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use super::{Env, PriorModel, StepOut, TaskSpec};
-use crate::nn::tensor2;
 
 const DT: f32 = 0.1;
 const W_P: f32 = 1.0;
@@ -164,21 +163,4 @@ impl PriorModel for LqrModel {
         }
         (Tensor::cat(vec![p2, v2], 1), r)
     }
-}
-
-/// Matrices of the task for analytic checks: `(A, B, Q, R)` with `r = −(sᵀQs + aᵀRa)`.
-pub fn matrices() -> ([[f64; 2]; 2], [f64; 2], [f64; 2], f64) {
-    let dt = DT as f64;
-    (
-        [[1.0, dt], [0.0, 1.0]],
-        [0.0, dt],
-        [W_P as f64, W_V as f64],
-        W_A as f64,
-    )
-}
-
-/// Build a `[n, 2]` state tensor (test helper).
-pub fn states(data: Vec<f32>, device: &burn::tensor::Device) -> Tensor<2> {
-    let n = data.len() / 2;
-    tensor2(data, n, 2, device)
 }

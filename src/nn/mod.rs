@@ -88,21 +88,6 @@ impl ParamSet {
         &self.values
     }
 
-    /// Total number of scalars.
-    pub fn numel(&self) -> usize {
-        self.values.iter().map(Vec::len).sum()
-    }
-
-    /// Replace all values (same shapes) and refresh the tensor cache.
-    pub fn set_values(&mut self, values: Vec<Vec<f32>>) {
-        assert_eq!(values.len(), self.values.len());
-        for (a, b) in values.iter().zip(&self.values) {
-            assert_eq!(a.len(), b.len(), "parameter size mismatch");
-        }
-        self.values = values;
-        self.refresh();
-    }
-
     /// Mutate the values in place, then refresh the tensor cache.
     pub fn update(&mut self, f: impl FnOnce(&mut [Vec<f32>])) {
         f(&mut self.values);

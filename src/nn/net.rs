@@ -46,16 +46,6 @@ impl Mlp {
         }
     }
 
-    /// Input width.
-    pub fn in_dim(&self) -> usize {
-        self.sizes[0]
-    }
-
-    /// Output width.
-    pub fn out_dim(&self) -> usize {
-        *self.sizes.last().expect("an MLP has layers")
-    }
-
     /// Orthogonal initialisation: gain √2 for hidden layers, `out_gain` for the output layer,
     /// zero biases (as the reference code).
     pub fn init(&self, out_gain: f32, rng: &mut impl Rng) -> ParamSet {
