@@ -3,7 +3,8 @@
 //! part), and the ELU activation (ours vs burn's) forward+backward.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mixpg::algo::{Agent, Learner, Nets, policy};
+use mixpg::algo::policy::{self, PolicyCtx};
+use mixpg::algo::{Agent, Learner, Nets};
 use mixpg::config::Config;
 use mixpg::env::{make_model, task_spec};
 use mixpg::nn::{self, device, tensor2};
@@ -14,13 +15,10 @@ use rand_pcg::Pcg64Mcg;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn config(algo: &str) -> Config {
-    let path = format!("configs/path_tracking/{algo}.toml");
-    Config::load(
-        std::path::Path::new(&path),
-        &["algo.name=".to_string() + algo],
-    )
-    .expect("config")
+/// The path-tracking config file `file`.toml run as algorithm `algo`.
+fn config(file: &str, algo: &str) -> Config {
+    let path = format!("configs/path_tracking/{file}.toml");
+    Config::load(std::path::Path::new(&path), &[format!("algo.name={algo}")]).expect("config")
 }
 
 fn batch(rng: &mut Pcg64Mcg, n: usize) -> HostBatch {
@@ -44,8 +42,7 @@ fn updates(c: &mut Criterion) {
     g.sample_size(20);
 
     // Critic: one-step target + Q loss gradient + Adam step (DDPG's critic).
-    let cfg = config("td3");
-    let cfg = Config::from_toml_str(&cfg.to_toml(), &["algo.name=\"ddpg\"".into()]).unwrap();
+    let cfg = config("td3", "ddpg");
     let nets = Nets::new(&cfg, &spec);
     let mut agent = Agent::new(&nets, &cfg, &mut rng);
     let mut learner = Learner::new(
@@ -63,41 +60,26 @@ fn updates(c: &mut Criterion) {
         })
     });
 
-    // Data-driven actor: ∇θ Q(s, π(s)) + Adam step.
+    // Data-driven actor: ∇θ Q(s, π(s)) + Adam step; then the model-driven actor: H = 25 BPTT
+    // through the path-tracking prior model + Adam step.
     let model = make_model("path_tracking", true).unwrap();
-    g.bench_function("actor_pg", |bench| {
-        bench.iter(|| {
-            let out = policy::gradient(
-                &nets,
-                &cfg,
-                &agent.params,
-                model.as_ref(),
-                &b.obs,
-                0,
-                &mut rng,
-            );
-            agent.pi_adam.apply(&mut agent.params.pi, &out.grads);
-        })
-    });
-
-    // Model-driven actor: H = 25 BPTT through the path-tracking prior model + Adam step.
-    let cfg = config("nadp");
-    let nets = Nets::new(&cfg, &spec);
-    let mut agent = Agent::new(&nets, &cfg, &mut rng);
-    g.bench_function("bptt_h25", |bench| {
-        bench.iter(|| {
-            let out = policy::gradient(
-                &nets,
-                &cfg,
-                &agent.params,
-                model.as_ref(),
-                &b.obs,
-                0,
-                &mut rng,
-            );
-            agent.pi_adam.apply(&mut agent.params.pi, &out.grads);
-        })
-    });
+    for (name, file, algo) in [("actor_pg", "td3", "ddpg"), ("bptt_h25", "nadp", "nadp")] {
+        let cfg = config(file, algo);
+        let nets = Nets::new(&cfg, &spec);
+        let mut agent = Agent::new(&nets, &cfg, &mut rng);
+        g.bench_function(name, |bench| {
+            bench.iter(|| {
+                let ctx = PolicyCtx {
+                    nets: &nets,
+                    cfg: &cfg,
+                    p: &agent.params,
+                    model: model.as_ref(),
+                };
+                let out = policy::gradient(ctx, &b.obs, 0, &mut rng);
+                agent.pi_adam.apply(&mut agent.params.pi, &out.grads);
+            })
+        });
+    }
     g.finish();
 
     // ELU forward + backward on [256, 256].

@@ -5,6 +5,7 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{eval_returns, lqr_config, progress_without_timing, tempdir};
+use mixpg::algo::policy::PolicyCtx;
 use mixpg::algo::schedule::mpg_weights;
 use mixpg::algo::{Agent, Learner, Nets, Params, policy};
 use mixpg::config::{AlgoName, Config};
@@ -42,14 +43,26 @@ fn loss_value(nets: &Nets, cfg: &Config, p: &Params, pi: &ParamSet, obs: &[f32],
     let model = make_model(&cfg.task.name, cfg.task.model_mismatch).unwrap();
     let s = tensor2(obs.to_vec(), obs.len() / 2, 2, &plain_device());
     let mut rng = Pcg64Mcg::seed_from_u64(11);
-    let (l, _) = policy::loss(nets, cfg, p, model.as_ref(), pi.frozen(), s, k, &mut rng);
+    let ctx = PolicyCtx {
+        nets,
+        cfg,
+        p,
+        model: model.as_ref(),
+    };
+    let (l, _) = policy::loss(ctx, pi.frozen(), s, k, &mut rng);
     nn::scalar(l) as f64
 }
 
 fn policy_grad(nets: &Nets, cfg: &Config, p: &Params, obs: &[f32], k: u64) -> Vec<Vec<f32>> {
     let model = make_model(&cfg.task.name, cfg.task.model_mismatch).unwrap();
     let mut rng = Pcg64Mcg::seed_from_u64(11);
-    policy::gradient(nets, cfg, p, model.as_ref(), obs, k, &mut rng).grads
+    let ctx = PolicyCtx {
+        nets,
+        cfg,
+        p,
+        model: model.as_ref(),
+    };
+    policy::gradient(ctx, obs, k, &mut rng).grads
 }
 
 fn dot(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {

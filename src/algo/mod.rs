@@ -437,15 +437,13 @@ impl Learner {
         };
         if policy_step {
             let start = Instant::now();
-            let out = policy::gradient(
-                &self.nets,
-                &self.cfg,
+            let ctx = policy::PolicyCtx {
+                nets: &self.nets,
+                cfg: &self.cfg,
                 p,
-                self.model.as_ref(),
-                &b.obs,
-                k,
-                &mut self.rng,
-            );
+                model: self.model.as_ref(),
+            };
+            let out = policy::gradient(ctx, &b.obs, k, &mut self.rng);
             grads.pi = Some(out.grads);
             grads.log_alpha = out.log_alpha_grad;
             grads.stats.policy_loss = Some(out.loss);

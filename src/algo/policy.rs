@@ -18,6 +18,20 @@ use crate::config::{AlgoName, Config, RolloutGradient};
 use crate::env::PriorModel;
 use crate::nn::{self, plain_device, tensor2};
 
+/// What every policy loss reads: the architectures, the config, the parameter snapshot (Q
+/// networks and the constant copy of the policy) and the prior model.
+#[derive(Clone, Copy)]
+pub struct PolicyCtx<'a> {
+    /// Architectures.
+    pub nets: &'a Nets,
+    /// Configuration.
+    pub cfg: &'a Config,
+    /// Parameter snapshot.
+    pub p: &'a Params,
+    /// The differentiable prior model.
+    pub model: &'a dyn PriorModel,
+}
+
 /// A policy gradient with its loss.
 pub struct PolicyOut {
     /// Gradient of the loss (to minimise) w.r.t. the policy parameters.
@@ -30,17 +44,14 @@ pub struct PolicyOut {
 
 /// The policy loss of the algorithm as a tensor, with the policy parameters given as `pi`
 /// (tracked leaves for a gradient, or frozen for a value), and SAC's `log π(a|s)`.
-#[allow(clippy::too_many_arguments)]
 pub fn loss(
-    nets: &Nets,
-    cfg: &Config,
-    p: &Params,
-    model: &dyn PriorModel,
+    ctx: PolicyCtx,
     pi: &[Tensor<2>],
     s: Tensor<2>,
     k: u64,
     rng: &mut Pcg64Mcg,
 ) -> (Tensor<1>, Option<Tensor<1>>) {
+    let PolicyCtx { nets, cfg, p, .. } = ctx;
     let a = &cfg.algo;
     match (nets.algo, &nets.policy) {
         (AlgoName::Sac, PolicyNet::Gauss(g)) => {
@@ -60,15 +71,12 @@ pub fn loss(
                 .mean();
             (loss, Some(smp.log_prob))
         }
-        (AlgoName::Nadp, _) => (
-            model_return(nets, cfg, p, model, pi, s, true, rng).neg(),
-            None,
-        ),
+        (AlgoName::Nadp, _) => (model_return(ctx, pi, s, true, rng).neg(), None),
         (AlgoName::MpgV1 | AlgoName::MpgV2, _) => {
             let (wd, wm) = mpg_weights(k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
             let all = a.rollout_gradient == RolloutGradient::AllActions;
             let j0 = data_return(nets, p, pi, s.clone());
-            let jh = model_return(nets, cfg, p, model, pi, s, all, rng);
+            let jh = model_return(ctx, pi, s, all, rng);
             let loss = j0.mul_scalar(wd as f32).add(jh.mul_scalar(wm as f32)).neg();
             (loss, None)
         }
@@ -86,17 +94,19 @@ pub fn data_return(nets: &Nets, p: &Params, pi: &[Tensor<2>], s: Tensor<2>) -> T
 /// model from `s`. With `all_actions`, every action is `π_θ(s_t)` (the paper's eq. 6);
 /// otherwise only `a_0` depends on θ directly and later actions come from the policy's
 /// parameters as constants (the reference code), gradients still flowing through the states.
-#[allow(clippy::too_many_arguments)]
 pub fn model_return(
-    nets: &Nets,
-    cfg: &Config,
-    p: &Params,
-    model: &dyn PriorModel,
+    ctx: PolicyCtx,
     pi: &[Tensor<2>],
     s: Tensor<2>,
     all_actions: bool,
     rng: &mut Pcg64Mcg,
 ) -> Tensor<1> {
+    let PolicyCtx {
+        nets,
+        cfg,
+        p,
+        model,
+    } = ctx;
     let scale = cfg.task.reward_scale as f32;
     let gamma = cfg.algo.gamma as f32;
     let frozen = p.pi.frozen();
@@ -125,19 +135,12 @@ pub fn model_return(
 }
 
 /// The policy gradient of iteration `k` on the replayed states `obs` (row-major).
-pub fn gradient(
-    nets: &Nets,
-    cfg: &Config,
-    p: &Params,
-    model: &dyn PriorModel,
-    obs: &[f32],
-    k: u64,
-    rng: &mut Pcg64Mcg,
-) -> PolicyOut {
+pub fn gradient(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -> PolicyOut {
+    let PolicyCtx { nets, cfg, p, .. } = ctx;
     let o = nets.spec.obs_dim;
     let s = tensor2(obs.to_vec(), obs.len() / o, o, &plain_device());
     let tracked = p.pi.track();
-    let (loss, log_prob) = loss(nets, cfg, p, model, &tracked.leaves, s, k, rng);
+    let (loss, log_prob) = loss(ctx, &tracked.leaves, s, k, rng);
     let value = nn::scalar(loss.clone().inner()) as f64;
     let grads = tracked.grads(&loss.backward());
     let log_alpha_grad = match (log_prob, cfg.algo.learn_alpha) {
