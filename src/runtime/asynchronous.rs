@@ -50,10 +50,12 @@
 //!   Reverb's rate limiter does; otherwise it waits for actors (polling its inbox with a
 //!   timeout) and counts a throttle event (reported on stderr the first time and in
 //!   `runtime.csv`).
-//! - Actors are paced by the optimizer like the serial loop: after the warm-up they start at most
-//!   one collection per `algo.collect_interval` applied updates (plus one in flight per actor),
+//! - Actors are paced by the optimizer like the serial loop: they start at most one collection
+//!   per `algo.collect_interval` updates applied in this session (plus one in flight per actor),
 //!   so on few cores they do not take the learners' CPU. They run unpaced while a buffer is
-//!   throttled, so the two limits cannot wait on each other.
+//!   throttled (so the two limits cannot wait on each other) or holds less than its warm-up
+//!   share (the warm-up, a restarted empty buffer); unpaced collections do not use up the
+//!   budget. A resumed run whose restored buffers hold their share is paced from the start.
 //!
 //! # Threads of burn's pool
 //! burn-flex parallelises large matmuls and element-wise kernels with rayon. Every role's thread
@@ -67,8 +69,9 @@
 //! stops as below and [`AsyncTrainer::run`] returns an error naming the role and id.
 //! Stopping (iteration budget reached, time limit, [`AsyncTrainer::stop_handle`] set, e.g. by
 //! Ctrl-C, or a fault with `on_panic = "stop"`): the optimizer finishes the update in hand,
-//! writes the progress row and a checkpoint of the current iteration (asking each buffer for a
-//! copy of its replay contents), then sets the workers' stop flag and joins every thread.
+//! writes the progress row and a checkpoint of the current iteration (asking each running
+//! buffer for a copy of its replay contents; a buffer stopped by a fault is left out and
+//! starts empty after a resume), then sets the workers' stop flag and joins every thread.
 //!
 //! # Checkpoints and resume
 //! A checkpoint holds the parameters, Adam states, counters, accumulated means and the contents
@@ -117,7 +120,7 @@ use super::serial::{
 };
 use crate::algo::{Agent, Grads, Learner, Nets, Params, act};
 use crate::checkpoint::Checkpoint;
-use crate::config::{AlgoName, Config, OnPanic};
+use crate::config::{AlgoName, Config, FaultSpec, FaultTarget, OnPanic};
 use crate::env::{make_env, make_model, task_spec};
 use crate::nn::ParamSet;
 use crate::replay::{HostBatch, ReplayBuffer};
@@ -128,6 +131,10 @@ pub const POLL: Duration = Duration::from_millis(20);
 pub const MAX_RESTARTS: u32 = 5;
 /// Capacity of each buffer's inbox (experience blocks from the actors).
 pub const BUFFER_INBOX: usize = 4;
+/// Longest wait for a buffer to accept a replay snapshot request.
+const SNAPSHOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a running buffer's replay contents.
+const SNAPSHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Columns of `runtime.csv`.
 pub const RUNTIME_COLUMNS: [&str; 17] = [
     "iteration",
@@ -399,6 +406,18 @@ impl fmt::Display for Role {
     }
 }
 
+impl Role {
+    /// Whether a test fault aimed at `target` hits this role.
+    fn is(self, target: FaultTarget) -> bool {
+        matches!(
+            (self, target),
+            (Self::Actor, FaultTarget::Actor)
+                | (Self::Buffer, FaultTarget::Buffer)
+                | (Self::Learner, FaultTarget::Learner)
+        )
+    }
+}
+
 /// Whether a worker's loop goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -415,38 +434,11 @@ pub trait Worker {
     fn step(&mut self) -> Result<Flow>;
 }
 
-/// Test-only fault injection parsed from `runtime.inject_panic`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FaultSpec {
-    /// Role to fail.
-    pub role: Role,
-    /// Its id.
-    pub id: usize,
-    /// Panic at this step (0-based) of the first incarnation.
-    pub step: u64,
-}
-
-impl FaultSpec {
-    /// Parse `ROLE:ID:STEP`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut it = s.split(':');
-        let role = match it.next()? {
-            "actor" => Role::Actor,
-            "buffer" => Role::Buffer,
-            "learner" => Role::Learner,
-            _ => return None,
-        };
-        let id = it.next()?.parse().ok()?;
-        let step = it.next()?.parse().ok()?;
-        it.next().is_none().then_some(Self { role, id, step })
-    }
-}
-
 /// Counters shared by every role (relaxed atomics; diagnostics only).
 #[derive(Debug, Default)]
 struct Stats {
     env_steps: AtomicU64,
-    collections: AtomicU64,
+    paced_collections: AtomicU64,
     inserted: AtomicU64,
     sampled: AtomicU64,
     batches: AtomicU64,
@@ -454,6 +446,7 @@ struct Stats {
     throttle_events: AtomicU64,
     throttled_us: AtomicU64,
     throttled_now: AtomicU64,
+    starving_now: AtomicU64,
     restarts: AtomicU64,
 }
 
@@ -477,8 +470,10 @@ struct Shared {
     grad_tx: Sender<TaggedGrads>,
     events: Sender<Event>,
     initial_replay: Mutex<Vec<Option<ReplayBuffer>>>,
+    buffer_alive: Vec<AtomicBool>,
     fault: Option<FaultSpec>,
     seed_base: u64,
+    start_version: u64,
 }
 
 impl Shared {
@@ -531,28 +526,56 @@ impl ActorWorker {
         })
     }
 
-    /// Paced by the optimizer (see the module docs).
-    fn may_collect(&self) -> bool {
+    /// Paced by the optimizer (see the module docs): free while a buffer is below its warm-up
+    /// share or throttled, otherwise one collection per `algo.collect_interval` updates of this
+    /// session (plus one in flight per actor); free collections do not use up the budget.
+    fn pace(&self) -> Pace {
         let st = &self.sh.stats;
         let cfg = &self.sh.cfg;
-        if st.env_steps.load(Ordering::Relaxed) < cfg.algo.warmup_samples as u64
+        if st.starving_now.load(Ordering::Relaxed) > 0
             || st.throttled_now.load(Ordering::Relaxed) > 0
         {
-            return true;
+            return Pace::Free;
         }
-        let allowed =
-            self.sh.store.version() / cfg.algo.collect_interval + cfg.runtime.actors as u64;
-        st.collections.load(Ordering::Relaxed) < allowed
+        let updates = self
+            .sh
+            .store
+            .version()
+            .saturating_sub(self.sh.start_version);
+        let allowed = updates / cfg.algo.collect_interval + cfg.runtime.actors as u64;
+        if st.paced_collections.load(Ordering::Relaxed) < allowed {
+            Pace::Paced
+        } else {
+            Pace::Wait
+        }
     }
+}
+
+/// What an actor may do now.
+enum Pace {
+    /// Collect outside the budget (warm-up, refill or a throttled buffer).
+    Free,
+    /// Collect within the budget.
+    Paced,
+    /// Wait for the optimizer.
+    Wait,
 }
 
 impl Worker for ActorWorker {
     fn step(&mut self) -> Result<Flow> {
-        if !self.may_collect() {
-            std::thread::sleep(Duration::from_millis(2));
-            return Ok(Flow::Continue);
+        match self.pace() {
+            Pace::Wait => {
+                std::thread::sleep(Duration::from_millis(2));
+                return Ok(Flow::Continue);
+            }
+            Pace::Paced => {
+                self.sh
+                    .stats
+                    .paced_collections
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Pace::Free => {}
         }
-        self.sh.stats.collections.fetch_add(1, Ordering::Relaxed);
         if self.sh.store.version() != self.version {
             let s = self.sh.store.latest();
             self.pi = s.policy();
@@ -592,6 +615,7 @@ struct BufferWorker {
     sampled: u64,
     start: usize,
     throttled_since: Option<Instant>,
+    starving: bool,
     warned: bool,
 }
 
@@ -599,6 +623,8 @@ impl BufferWorker {
     fn new(sh: Arc<Shared>, id: usize, inc: u32) -> Result<Self> {
         let cfg = &sh.cfg;
         let spec = task_spec(&cfg.task.name)?;
+        // Requests left by a previous incarnation have lost their reader.
+        while sh.ctl_rx[id].try_recv().is_ok() {}
         let restored = sh.initial_replay.lock().expect("replay lock")[id].take();
         let replay = restored.unwrap_or_else(|| {
             ReplayBuffer::new(cfg.algo.buffer_capacity, spec.obs_dim, spec.act_dim)
@@ -612,6 +638,7 @@ impl BufferWorker {
             sampled: 0,
             start,
             throttled_since: None,
+            starving: false,
             warned: false,
             sh,
             id,
@@ -669,11 +696,26 @@ impl BufferWorker {
             _ => {}
         }
     }
+
+    /// Count this buffer in `starving_now` while it holds less than its warm-up share, so that
+    /// actors collect freely until it is filled (warm-up, or a restarted buffer).
+    fn set_starving(&mut self, on: bool) {
+        if on != self.starving {
+            self.starving = on;
+            let n = &self.sh.stats.starving_now;
+            if on {
+                n.fetch_add(1, Ordering::Relaxed);
+            } else {
+                n.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl Drop for BufferWorker {
     fn drop(&mut self) {
         self.set_throttled(false);
+        self.set_starving(false);
     }
 }
 
@@ -690,6 +732,7 @@ impl Worker for BufferWorker {
         while let Ok(e) = inbox.try_recv() {
             self.insert(e);
         }
+        self.set_starving(self.replay.len() < self.start);
         if self.pending.is_none() && self.replay.len() >= self.start {
             if self.rate_ok() {
                 self.set_throttled(false);
@@ -729,6 +772,7 @@ struct LearnerWorker {
     params: Params,
     version: u64,
     made: u64,
+    poison_at: Option<u64>,
     source: Box<dyn BatchSource>,
     sink: Box<dyn GradientSink>,
 }
@@ -752,6 +796,11 @@ impl LearnerWorker {
             version: snap.version,
             learner,
             made: 0,
+            poison_at: sh
+                .fault
+                .filter(|f| f.target == FaultTarget::Learner && f.id == id && inc == 0)
+                .filter(|f| f.non_finite)
+                .map(|f| f.step),
             source: Box::new(ChannelBatchSource(sh.exp_rx.clone())),
             sink: Box::new(ChannelGradientSink(sh.grad_tx.clone())),
             sh,
@@ -786,10 +835,13 @@ impl Worker for LearnerWorker {
                 self.sync();
             }
             let policy_step = self.made.is_multiple_of(delay);
-            self.made += 1;
-            let grads = self
+            let mut grads = self
                 .learner
                 .compute(&self.params, &tb, self.version, policy_step);
+            if self.poison_at == Some(self.made) {
+                grads.stats.q_loss = f64::NAN;
+            }
+            self.made += 1;
             self.sh.stats.grads.fetch_add(1, Ordering::Relaxed);
             let g = TaggedGrads {
                 grads,
@@ -837,13 +889,16 @@ fn one_thread_pool() -> Result<rayon::ThreadPool> {
 }
 
 fn spawn_worker(sh: &Arc<Shared>, role: Role, id: usize, inc: u32) -> Result<JoinHandle<()>> {
+    if role == Role::Buffer {
+        sh.buffer_alive[id].store(true, Ordering::SeqCst);
+    }
     let sh = sh.clone();
     std::thread::Builder::new()
         .name(format!("{role}-{id}"))
         .spawn(move || {
             let fault = sh
                 .fault
-                .filter(|f| f.role == role && f.id == id && inc == 0);
+                .filter(|f| role.is(f.target) && f.id == id && inc == 0 && !f.non_finite);
             let body = || -> Result<()> {
                 let pool = one_thread_pool()?;
                 pool.install(|| {
@@ -866,6 +921,9 @@ fn spawn_worker(sh: &Arc<Shared>, role: Role, id: usize, inc: u32) -> Result<Joi
                 Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),
                 Err(p) => Outcome::Panicked(super::panic_message(p.as_ref())),
             };
+            if role == Role::Buffer {
+                sh.buffer_alive[id].store(false, Ordering::SeqCst);
+            }
             let _ = sh.events.send(Event {
                 role,
                 id,
@@ -919,8 +977,10 @@ impl Supervisor {
             grad_tx,
             events: ev_tx,
             initial_replay: Mutex::new(replay),
+            buffer_alive: (0..r.buffers).map(|_| AtomicBool::new(false)).collect(),
             fault: r.inject_panic.as_deref().and_then(FaultSpec::parse),
             seed_base: derive_seed(cfg.train.seed ^ 0xA5A5, k),
+            start_version: k,
         });
         let mut sup = Self {
             sh,
@@ -976,23 +1036,48 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Copies of every buffer's replay contents (for a checkpoint).
-    fn replay_snapshots(&self) -> Result<Vec<ReplayBuffer>> {
+    /// Copies of every live buffer's replay contents (for a checkpoint); `None` for a buffer
+    /// that is not running (stopped by a fault), which a resume starts empty.
+    fn replay_snapshots(&self) -> Result<Vec<Option<ReplayBuffer>>> {
+        let alive = |i: usize| self.sh.buffer_alive[i].load(Ordering::SeqCst);
         let mut replies = Vec::new();
         for (i, tx) in self.sh.ctl_tx.iter().enumerate() {
+            if !alive(i) {
+                replies.push(None);
+                continue;
+            }
             let (rt, rr) = bounded(1);
-            tx.send_timeout(Ctl::Snapshot(rt), Duration::from_secs(10))
+            tx.send_timeout(Ctl::Snapshot(rt), SNAPSHOT_REQUEST_TIMEOUT)
                 .map_err(|_| anyhow!("buffer #{i} does not take requests"))?;
-            replies.push(rr);
+            replies.push(Some(rr));
         }
-        replies
-            .into_iter()
-            .enumerate()
-            .map(|(i, rr)| {
-                rr.recv_timeout(Duration::from_secs(60))
-                    .map_err(|_| anyhow!("buffer #{i} did not send its replay contents"))
-            })
-            .collect()
+        let deadline = Instant::now() + SNAPSHOT_REPLY_TIMEOUT;
+        let mut out = Vec::new();
+        for (i, rr) in replies.into_iter().enumerate() {
+            let got = rr.and_then(|rr| {
+                loop {
+                    match rr.recv_timeout(POLL) {
+                        Ok(b) => break Some(Ok(b)),
+                        Err(RecvTimeoutError::Timeout) if alive(i) && Instant::now() < deadline => {
+                        }
+                        Err(_) if !alive(i) => break None,
+                        Err(_) => {
+                            break Some(Err(anyhow!(
+                                "buffer #{i} did not send its replay contents"
+                            )));
+                        }
+                    }
+                }
+            });
+            if got.is_none() {
+                eprintln!(
+                    "async: buffer #{i} is not running; the checkpoint holds no replay contents \
+                     for it (it starts empty after a resume)"
+                );
+            }
+            out.push(got.transpose()?);
+        }
+        Ok(out)
     }
 
     /// Stop every worker and join the threads.
@@ -1235,15 +1320,16 @@ impl AsyncTrainer {
                         Err(RecvTimeoutError::Disconnected) => bail!("the gradient queue closed"),
                     }
                 };
+                let stale = k.saturating_sub(g.version);
+                let finite =
+                    self.nonfinite
+                        .check(&g.grads, k, self.cfg.train.max_nonfinite_streak)?;
                 if !reused {
-                    last_grads = (max_reuse > 0).then(|| g.clone());
+                    // Only a finite fresh gradient may be re-applied.
+                    last_grads = (finite && max_reuse > 0).then(|| g.clone());
                     reuse_left = max_reuse;
                 }
-                let stale = k.saturating_sub(g.version);
-                if self
-                    .nonfinite
-                    .check(&g.grads, k, self.cfg.train.max_nonfinite_streak)?
-                {
+                if finite {
                     if !reused {
                         self.acc.record(&g.grads.stats);
                         if let Some(t) = g.grads.stats.pg_time_ms {
@@ -1290,9 +1376,13 @@ impl AsyncTrainer {
             let n = summary.iterations.saturating_sub(1) as f64;
             summary.updates_per_s = n / (last_update - f).as_secs_f64().max(1e-9);
         }
-        result?;
-        finished?;
-        Ok(summary)
+        match (result, finished) {
+            (Ok(()), Ok(())) => Ok(summary),
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Err(e), Err(f)) => Err(anyhow!(
+                "{e:#}; the final progress row or checkpoint also failed: {f:#}"
+            )),
+        }
     }
 
     fn evaluate(&self, k: u64) -> Result<EvalResult> {
@@ -1351,7 +1441,9 @@ impl AsyncTrainer {
         let buffers = sup.replay_snapshots()?;
         ck.set_counter("async/buffers", buffers.len() as u64);
         for (i, rb) in buffers.iter().enumerate() {
-            save_replay(&mut ck, &replay_prefix(i), rb);
+            if let Some(rb) = rb {
+                save_replay(&mut ck, &replay_prefix(i), rb);
+            }
         }
         let dir = self.out.join("checkpoints");
         ck.save(&dir.join(format!("ckpt-{:09}", self.k)))?;
