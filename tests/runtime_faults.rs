@@ -307,3 +307,363 @@ fn runtime_settings_out_of_range_are_rejected() {
     cfg(&["runtime.samples_per_insert=0"]);
     cfg(&["runtime.samples_per_insert=0.5"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Data safety: corrupt checkpoints, leftovers, locks, signals, kill -9, disk full.
+
+/// Write the LQR config in `mode` with `sets` applied to `dir/cfg.toml`.
+fn config_file(dir: &Path, mode: &str, sets: &[&str]) -> PathBuf {
+    let mut all = vec![format!("runtime.mode=\"{mode}\"")];
+    all.extend(sets.iter().map(|s| s.to_string()));
+    let c = Config::from_toml_str(LQR, &all).unwrap();
+    fs::create_dir_all(dir).unwrap();
+    let path = dir.join("cfg.toml");
+    fs::write(&path, c.to_toml()).unwrap();
+    path
+}
+
+/// Set `train.iterations` of a run's config.toml.
+fn set_iterations(run: &Path, n: u64) {
+    let p = run.join("config.toml");
+    let text = fs::read_to_string(&p).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("iterations = "))
+        .unwrap();
+    fs::write(&p, text.replace(line, &format!("iterations = {n}"))).unwrap();
+}
+
+fn run_cli(args: &[&str], run: &Path) -> (bool, String) {
+    let o = mixpg().args(args).arg(run).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+fn ckpt(run: &Path, k: u64) -> PathBuf {
+    run.join("checkpoints").join(format!("ckpt-{k:09}"))
+}
+
+/// A short serial run in `root/run` with checkpoints at 20 and 40.
+fn short_serial_run(root: &Path) -> PathBuf {
+    let c = config_file(
+        root,
+        "serial",
+        &[
+            "train.iterations=40",
+            "train.checkpoint_interval=20",
+            "train.eval_interval=20",
+        ],
+    );
+    let run = root.join("run");
+    let o = mixpg()
+        .args(["train", "--config"])
+        .arg(&c)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(ckpt(&run, 20).exists() && ckpt(&run, 40).exists());
+    run
+}
+
+#[test]
+fn resume_and_eval_fall_back_to_the_newest_checkpoint_that_loads() {
+    for (case, damage) in [("flip", 0usize), ("truncate", 1), ("meta", 2), ("shape", 3)] {
+        let root = tempdir(&format!("fallback-{case}"));
+        let run = short_serial_run(&root);
+        let newest = ckpt(&run, 40);
+        match damage {
+            0 => {
+                let p = newest.join("arrays.bin");
+                let mut b = fs::read(&p).unwrap();
+                b[1000] ^= 0x40;
+                fs::write(&p, b).unwrap();
+            }
+            1 => {
+                let p = newest.join("arrays.bin");
+                let b = fs::read(&p).unwrap();
+                fs::write(&p, &b[..b.len() / 2]).unwrap();
+            }
+            2 => {
+                // Valid JSON with a changed counter: only the meta checksum catches it.
+                let p = newest.join("meta.json");
+                let t = fs::read_to_string(&p).unwrap();
+                assert!(t.contains("\"iteration\": 40"));
+                fs::write(&p, t.replace("\"iteration\": 40", "\"iteration\": 41")).unwrap();
+            }
+            _ => {
+                // A shape whose size overflows, with a matching meta checksum.
+                let p = newest.join("meta.json");
+                let t = fs::read_to_string(&p).unwrap();
+                let t = t.replacen("\"shape\": [", "\"shape\": [4611686018427387904, ", 1);
+                fs::write(&p, &t).unwrap();
+                fs::write(
+                    newest.join("meta.fnv1a"),
+                    format!("{:016x}\n", mixpg::checkpoint::fnv1a(t.as_bytes())),
+                )
+                .unwrap();
+            }
+        }
+        let err = format!("{:#}", Checkpoint::load(&newest).unwrap_err());
+        assert!(err.contains("corrupt"), "{case}: {err}");
+        let (ok, stderr) = run_cli(&["eval", "--episodes", "2", "--run"], &run);
+        assert!(ok, "{case}: {stderr}");
+        assert!(
+            stderr.contains("warning") && stderr.contains("ckpt-000000040"),
+            "{case}: {stderr}"
+        );
+        set_iterations(&run, 60);
+        let (ok, stderr) = run_cli(&["resume", "--run"], &run);
+        assert!(ok, "{case}: {stderr}");
+        assert!(
+            stderr.contains("ckpt-000000040") && stderr.contains("iteration 20"),
+            "{case}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+        let its: Vec<u64> = rows(&run).iter().map(|r| counts(r).0).collect();
+        assert!(its.windows(2).all(|w| w[0] < w[1]), "{case}: {its:?}");
+        assert_eq!(*its.last().unwrap(), 60);
+        assert_checkpoint_at(&run, 60);
+        let _ = fs::remove_dir_all(&root);
+    }
+}
+
+#[test]
+fn no_loadable_checkpoint_is_a_clear_error() {
+    let root = tempdir("none-loads");
+    let run = short_serial_run(&root);
+    for k in [20, 40] {
+        fs::write(ckpt(&run, k).join("meta.json"), "{").unwrap();
+    }
+    let (ok, stderr) = run_cli(&["resume", "--run"], &run);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no checkpoint") && stderr.contains("can be loaded"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_second_process_on_one_run_is_refused_and_a_stale_lock_is_taken_over() {
+    let root = tempdir("lock");
+    let run = short_serial_run(&root);
+    assert!(!run.join("lock").exists(), "the lock outlived the run");
+    set_iterations(&run, 60);
+    // A live holder (this test process) is named in the error.
+    let me = std::process::id();
+    fs::write(run.join("lock"), format!("{me}\n")).unwrap();
+    let (ok, stderr) = run_cli(&["resume", "--run"], &run);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("process {me}")) && stderr.contains("lock"),
+        "{stderr}"
+    );
+    assert_eq!(
+        counts(rows(&run).last().unwrap()).0,
+        40,
+        "the run was touched"
+    );
+    // In-process too: a trainer holds the lock until its run ends.
+    fs::remove_file(run.join("lock")).unwrap();
+    let held = mixpg::runtime::Trainer::resume(&run).unwrap();
+    let err = format!("{:#}", mixpg::runtime::Trainer::resume(&run).err().unwrap());
+    assert!(err.contains(&format!("process {me}")), "{err}");
+    drop(held);
+    // A holder that no longer runs (kill -9) is taken over with a warning.
+    fs::write(run.join("lock"), "4194999\n").unwrap();
+    let (ok, stderr) = run_cli(&["resume", "--run"], &run);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("4194999"), "{stderr}");
+    assert!(!run.join("lock").exists());
+    let _ = fs::remove_dir_all(&root);
+}
+
+#[test]
+fn leftover_temporary_checkpoints_are_pruned() {
+    let root = tempdir("tmp-prune");
+    let run = short_serial_run(&root);
+    let left = run.join("checkpoints").join("ckpt-000000050.tmp");
+    fs::create_dir_all(&left).unwrap();
+    fs::write(left.join("arrays.bin"), b"partial").unwrap();
+    set_iterations(&run, 60);
+    let (ok, stderr) = run_cli(&["resume", "--run"], &run);
+    assert!(ok, "{stderr}");
+    assert!(!left.exists());
+    let _ = fs::remove_dir_all(&root);
+}
+
+/// Wait until `run` has a checkpoint with `iteration >= k` (the child still running).
+fn wait_for_checkpoint(child: &mut std::process::Child, run: &Path, k: u64) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(p) = latest_checkpoint(run).ok().flatten()
+            && p.file_name().unwrap().to_string_lossy()[5..]
+                .parse::<u64>()
+                .unwrap()
+                >= k
+        {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its checkpoint at {k}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint at {k}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait for a child with a bound; its stderr.
+fn wait_bounded(mut child: std::process::Child, limit: Duration) -> (bool, String) {
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < limit, "the process did not end in {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+#[test]
+fn sigterm_and_sighup_stop_with_a_final_row_and_checkpoint_in_both_modes() {
+    for (mode, signal) in [("serial", "TERM"), ("async", "HUP"), ("async", "TERM")] {
+        let root = tempdir(&format!("signal-{mode}-{signal}"));
+        let c = config_file(
+            &root,
+            mode,
+            &[
+                "train.iterations=1000000",
+                "train.checkpoint_interval=50",
+                "train.eval_interval=1000000",
+            ],
+        );
+        let run = root.join("run");
+        let mut child = mixpg()
+            .args(["train", "--config"])
+            .arg(&c)
+            .arg("--out")
+            .arg(&run)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_checkpoint(&mut child, &run, 50);
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (ok, stderr) = wait_bounded(child, Duration::from_secs(60));
+        assert!(ok, "{mode} {signal}: {stderr}");
+        assert!(stderr.contains("interrupt"), "{mode} {signal}: {stderr}");
+        let k = counts(rows(&run).last().unwrap()).0;
+        assert!(k >= 50, "{mode} {signal}");
+        assert_checkpoint_at(&run, k);
+        assert!(!run.join("lock").exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+}
+
+#[test]
+fn kill_9_then_resume_replays_the_rows_of_an_uninterrupted_run() {
+    let root = tempdir("kill9");
+    let sets = [
+        "train.iterations=600",
+        "train.checkpoint_interval=50",
+        "train.eval_interval=300",
+    ];
+    let c = config_file(&root, "serial", &sets);
+    let run = root.join("run");
+    let mut child = mixpg()
+        .args(["train", "--config"])
+        .arg(&c)
+        .arg("--out")
+        .arg(&run)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&mut child, &run, 100);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed_at = counts(rows(&run).last().unwrap()).0;
+    assert!(killed_at < 600, "the run was not interrupted");
+    let (ok, stderr) = run_cli(&["resume", "--run"], &run);
+    assert!(ok, "{stderr}");
+    // The uninterrupted reference, in-process.
+    let mut all = vec!["runtime.mode=\"serial\"".to_string()];
+    all.extend(sets.iter().map(|s| s.to_string()));
+    let reference = root.join("reference");
+    mixpg::runtime::Trainer::new(Config::from_toml_str(LQR, &all).unwrap(), &reference)
+        .unwrap()
+        .quiet()
+        .run()
+        .unwrap();
+    let strip = |d: &Path| -> Vec<Vec<String>> {
+        rows(d)
+            .into_iter()
+            .map(|mut r| {
+                for i in [1, 9, 10] {
+                    r[i].clear(); // wall_s, pg_time_ms, update_time_ms
+                }
+                r
+            })
+            .collect()
+    };
+    let (got, want) = (strip(&run), strip(&reference));
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    let _ = fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_full_disk_fails_the_checkpoint_clearly_and_keeps_the_older_ones() {
+    let root = tempdir("disk-full");
+    let run = short_serial_run(&root);
+    set_iterations(&run, 60);
+    let size = fs::metadata(ckpt(&run, 40).join("arrays.bin"))
+        .unwrap()
+        .len();
+    // Files may not grow past half a checkpoint (ulimit -f counts 512-byte blocks in sh);
+    // SIGXFSZ is ignored so that the write fails with EFBIG like on a full disk.
+    let blocks = size / 2 / 512;
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" resume --run \"$1\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_mixpg"))
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ckpt-000000060.tmp") && stderr.contains("arrays.bin"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!ckpt(&run, 60).exists());
+    for k in [20, 40] {
+        Checkpoint::load(&ckpt(&run, k)).unwrap();
+    }
+    assert!(!run.join("lock").exists());
+    // With space again the run continues from 40 and the partial write is cleared.
+    let (ok, stderr) = run_cli(&["resume", "--run"], &run);
+    assert!(ok, "{stderr}");
+    assert_checkpoint_at(&run, 60);
+    assert!(!run.join("checkpoints").join("ckpt-000000060.tmp").exists());
+    let _ = fs::remove_dir_all(&root);
+}

@@ -112,11 +112,11 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use super::evaluator::{EvalResult, evaluate};
-use super::progress::{ProgressLog, Row};
+use super::progress::{ProgressBar, ProgressLog, Row, truncate_csv_after};
+use super::rundir::{RunLock, init_run_dir, load_latest_checkpoint, prune_checkpoints};
 use super::serial::{
-    Accum, NonFinite, ProgressBar, STREAM_COLLECT, STREAM_ENV, STREAM_EVAL, STREAM_INIT,
-    STREAM_LEARNER, STREAM_REPLAY, derive_seed, init_run_dir, latest_checkpoint, load_replay,
-    prune_checkpoints, push, save_replay,
+    Accum, NonFinite, STREAM_COLLECT, STREAM_ENV, STREAM_EVAL, STREAM_INIT, STREAM_LEARNER,
+    STREAM_REPLAY, derive_seed, load_replay, push, save_replay,
 };
 use crate::algo::{Agent, Grads, Learner, Nets, Params, act};
 use crate::checkpoint::Checkpoint;
@@ -1135,24 +1135,28 @@ pub struct AsyncTrainer {
     stop: Arc<AtomicBool>,
     time_limit: Option<Duration>,
     replay: Vec<Option<ReplayBuffer>>,
+    lock: Option<RunLock>,
 }
 
 impl AsyncTrainer {
     /// A new run writing to `out` (which must not already hold a run).
     pub fn new(cfg: Config, out: &Path) -> Result<Self> {
         init_run_dir(&cfg, out)?;
+        let lock = RunLock::acquire(out)?;
         let mut t = Self::build(cfg, out)?;
+        t.lock = Some(lock);
         t.log = Some(ProgressLog::create(&out.join("progress.csv"))?);
         Ok(t)
     }
 
-    /// Continue the run in `run` from its latest checkpoint (async or serial).
+    /// Continue the run in `run` from its newest checkpoint that loads (async or serial).
     pub fn resume(run: &Path) -> Result<Self> {
         let cfg = Config::load(&run.join("config.toml"), &[])?;
-        let ckpt_dir = latest_checkpoint(run)?
+        let lock = RunLock::acquire(run)?;
+        let (_, ck) = load_latest_checkpoint(run)?
             .with_context(|| format!("{} has no checkpoint to resume from", run.display()))?;
-        let ck = Checkpoint::load(&ckpt_dir)?;
         let mut t = Self::build(cfg, run)?;
+        t.lock = Some(lock);
         t.agent.load(&ck)?;
         t.k = ck.counter("iteration")?;
         t.env_steps0 = ck.counter("env_steps")?;
@@ -1169,6 +1173,10 @@ impl AsyncTrainer {
             }
         }
         t.log = Some(ProgressLog::truncate_after(&run.join("progress.csv"), t.k)?);
+        let runtime_csv = run.join("runtime.csv");
+        if runtime_csv.exists() {
+            truncate_csv_after(&runtime_csv, t.k)?;
+        }
         t.resumed = true;
         Ok(t)
     }
@@ -1197,6 +1205,7 @@ impl AsyncTrainer {
             stop: Arc::new(AtomicBool::new(false)),
             time_limit: None,
             replay: vec![None; cfg.runtime.buffers],
+            lock: None,
             cfg,
         })
     }
@@ -1236,9 +1245,15 @@ impl AsyncTrainer {
     /// Run until `train.iterations`, a stop request or the time limit; the final row and
     /// checkpoint are written in every case (also when a fault stops the run, whose error is
     /// then returned).
+    /// The run directory is locked while it runs.
     pub fn run(&mut self) -> Result<RunSummary> {
+        if self.lock.is_none() {
+            self.lock = Some(RunLock::acquire(&self.out)?);
+        }
         let pool = one_thread_pool()?;
-        pool.install(|| self.run_inner())
+        let result = pool.install(|| self.run_inner());
+        self.lock = None;
+        result
     }
 
     fn run_inner(&mut self) -> Result<RunSummary> {
@@ -1438,6 +1453,21 @@ impl AsyncTrainer {
         ] {
             ck.set_json(name, &Pcg64Mcg::seed_from_u64(derive_seed(seed, stream)))?;
         }
+        if let Some(f) = self
+            .cfg
+            .runtime
+            .inject_panic
+            .as_deref()
+            .and_then(FaultSpec::parse)
+            && f.target == FaultTarget::Checkpoint
+            && self.k >= f.step
+        {
+            bail!(
+                "cannot write the checkpoint of iteration {}: injected test fault \
+                 (runtime.inject_panic)",
+                self.k
+            );
+        }
         let buffers = sup.replay_snapshots()?;
         ck.set_counter("async/buffers", buffers.len() as u64);
         for (i, rb) in buffers.iter().enumerate() {
@@ -1445,6 +1475,10 @@ impl AsyncTrainer {
                 save_replay(&mut ck, &replay_prefix(i), rb);
             }
         }
+        self.log
+            .as_ref()
+            .expect("the log is open while running")
+            .sync()?;
         let dir = self.out.join("checkpoints");
         ck.save(&dir.join(format!("ckpt-{:09}", self.k)))?;
         prune_checkpoints(&dir, self.cfg.train.keep_checkpoints)
@@ -1477,7 +1511,7 @@ impl RuntimeLog {
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         if fresh {
-            writeln!(file, "{}", RUNTIME_COLUMNS.join(","))?;
+            file.write_all(format!("{}\n", RUNTIME_COLUMNS.join(",")).as_bytes())?;
         }
         Ok(Self {
             file,
@@ -1537,8 +1571,8 @@ impl RuntimeLog {
                 String::new()
             },
         ];
-        writeln!(self.file, "{}", row.join(","))?;
-        self.file.flush()?;
+        self.file
+            .write_all(format!("{}\n", row.join(",")).as_bytes())?;
         self.prev = now;
         self.prev_k = k;
         self.last = Instant::now();

@@ -6,6 +6,7 @@ pub mod asynchronous;
 pub mod bench;
 pub mod evaluator;
 pub mod progress;
+pub mod rundir;
 pub mod serial;
 
 pub use asynchronous::{AsyncTrainer, RunSummary};

@@ -9,9 +9,9 @@
 //! derived from `(seed, k)` and the batch cache is dropped, in uninterrupted and resumed runs
 //! alike, and the replay buffer, RNG states, optimiser states and counters are saved.
 
-use std::fs;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -20,11 +20,13 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use super::evaluator::{EvalResult, evaluate};
-use super::progress::{ProgressLog, Row};
+use super::progress::{ProgressBar, ProgressLog, Row};
+pub use super::rundir::latest_checkpoint;
+use super::rundir::{RunLock, init_run_dir, load_latest_checkpoint, prune_checkpoints};
 use crate::algo::{
     Agent, GradStats, Grads, Learner, Nets, TargetBatch, act, schedule::mpg_weights,
 };
-use crate::checkpoint::{Checkpoint, write_atomic};
+use crate::checkpoint::Checkpoint;
 use crate::config::{AlgoName, Config};
 use crate::env::{Env, StepOut, make_env, make_model, task_spec};
 use crate::replay::ReplayBuffer;
@@ -199,29 +201,40 @@ pub struct Trainer {
     resumed: bool,
     quiet: bool,
     time_limit: Option<Duration>,
+    stop: Arc<AtomicBool>,
+    lock: Option<RunLock>,
 }
 
 impl Trainer {
     /// A new run writing to `out` (which must not already hold a run).
     pub fn new(cfg: Config, out: &Path) -> Result<Self> {
         init_run_dir(&cfg, out)?;
+        let lock = RunLock::acquire(out)?;
         let mut t = Self::build(cfg, out)?;
+        t.lock = Some(lock);
         t.log = Some(ProgressLog::create(&out.join("progress.csv"))?);
         t.warm_up();
         Ok(t)
     }
 
-    /// Continue the run in `run` from its latest checkpoint.
+    /// Continue the run in `run` from its newest checkpoint that loads.
     pub fn resume(run: &Path) -> Result<Self> {
         let cfg = Config::load(&run.join("config.toml"), &[])?;
-        let ckpt_dir = latest_checkpoint(run)?
+        let lock = RunLock::acquire(run)?;
+        let (_, ck) = load_latest_checkpoint(run)?
             .with_context(|| format!("{} has no checkpoint to resume from", run.display()))?;
-        let ck = Checkpoint::load(&ckpt_dir)?;
         let mut t = Self::build(cfg, run)?;
+        t.lock = Some(lock);
         t.restore(&ck)?;
         t.log = Some(ProgressLog::truncate_after(&run.join("progress.csv"), t.k)?);
         t.resumed = true;
         Ok(t)
+    }
+
+    /// Setting this flag stops [`Trainer::run`] with a final progress row and checkpoint
+    /// (Ctrl-C, SIGTERM and SIGHUP handler).
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 
     /// Suppress the progress display.
@@ -295,6 +308,8 @@ impl Trainer {
             resumed: false,
             quiet: false,
             time_limit: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            lock: None,
             cfg,
         })
     }
@@ -347,14 +362,36 @@ impl Trainer {
         }
     }
 
-    /// Run until `train.iterations`.
+    /// Run until `train.iterations`, the time limit or a stop request (which writes the
+    /// progress row and a checkpoint of the iteration reached). The run directory is locked
+    /// while it runs.
     pub fn run(&mut self) -> Result<()> {
+        if self.lock.is_none() {
+            self.lock = Some(RunLock::acquire(&self.out)?);
+        }
+        let result = self.run_locked();
+        self.lock = None;
+        result
+    }
+
+    fn run_locked(&mut self) -> Result<()> {
         let n = self.cfg.train.iterations;
         let start = Instant::now();
         let mut bar = ProgressBar::new(n, self.quiet);
+        let (mut last_row, mut last_ckpt) = (None, None);
         loop {
             let k = self.k;
             let wall = self.wall_offset + start.elapsed().as_secs_f64();
+            if self.stop.load(Ordering::Relaxed) {
+                if last_row != Some(k) {
+                    self.write_row(k, wall, None)?;
+                }
+                if last_ckpt != Some(k) {
+                    self.boundary();
+                    self.save_checkpoint(wall)?;
+                }
+                break;
+            }
             if !self.resumed {
                 let tr = self.cfg.train.clone();
                 let eval = if k.is_multiple_of(tr.eval_interval) || k == n {
@@ -364,6 +401,7 @@ impl Trainer {
                 };
                 if k.is_multiple_of(tr.log_interval) || eval.is_some() || k == n {
                     self.write_row(k, wall, eval)?;
+                    last_row = Some(k);
                 }
                 if let Some(e) = eval {
                     bar.eval(k, e);
@@ -371,10 +409,12 @@ impl Trainer {
                 if (k > 0 && k.is_multiple_of(tr.checkpoint_interval)) || k == n {
                     self.boundary();
                     self.save_checkpoint(wall)?;
+                    last_ckpt = Some(k);
                 }
             } else {
                 self.boundary();
                 self.resumed = false;
+                (last_row, last_ckpt) = (Some(k), Some(k));
             }
             if k >= n || self.time_limit.is_some_and(|l| start.elapsed() >= l) {
                 break;
@@ -468,6 +508,10 @@ impl Trainer {
         ck.set_json("rng/replay", &self.replay_rng)?;
         ck.set_json("rng/learner", self.learner.rng())?;
         save_replay(&mut ck, "replay", &self.replay);
+        self.log
+            .as_ref()
+            .expect("the log is open while running")
+            .sync()?;
         let dir = self.out.join("checkpoints");
         ck.save(&dir.join(format!("ckpt-{:09}", self.k)))?;
         prune_checkpoints(&dir, self.cfg.train.keep_checkpoints)
@@ -487,123 +531,5 @@ impl Trainer {
         let (o, a) = (self.nets.spec.obs_dim, self.nets.spec.act_dim);
         self.replay = load_replay(ck, "replay", self.cfg.algo.buffer_capacity, o, a)?;
         Ok(())
-    }
-}
-
-/// Create a new run directory (refusing one that already holds a run) and write its config.
-pub(crate) fn init_run_dir(cfg: &Config, out: &Path) -> Result<()> {
-    if out.join("progress.csv").exists() {
-        bail!(
-            "{} already holds a run (progress.csv exists); use `mixpg resume --run {}` or another --out",
-            out.display(),
-            out.display()
-        );
-    }
-    fs::create_dir_all(out.join("checkpoints"))
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())
-}
-
-/// The newest complete checkpoint directory of a run, if any.
-pub fn latest_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
-    let dir = run.join("checkpoints");
-    if !dir.exists() {
-        return Ok(None);
-    }
-    let mut best: Option<(u64, PathBuf)> = None;
-    for e in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().to_string();
-        if let Some(k) = name
-            .strip_prefix("ckpt-")
-            .and_then(|s| s.parse::<u64>().ok())
-            && best.as_ref().is_none_or(|(b, _)| k > *b)
-        {
-            best = Some((k, e.path()));
-        }
-    }
-    Ok(best.map(|(_, p)| p))
-}
-
-pub(crate) fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
-    let mut all: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("ckpt-")
-                .and_then(|s| s.parse::<u64>().ok())
-                .map(|k| (k, e.path()))
-        })
-        .collect();
-    all.sort();
-    let excess = all.len().saturating_sub(keep);
-    for (_, p) in all.into_iter().take(excess) {
-        fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
-    }
-    Ok(())
-}
-
-/// A progress bar on a terminal (stderr); plain lines at evaluations otherwise.
-pub(crate) struct ProgressBar {
-    total: u64,
-    tty: bool,
-    quiet: bool,
-    last_eval: Option<(u64, EvalResult)>,
-    started: Instant,
-    last_draw: Instant,
-}
-
-impl ProgressBar {
-    pub(crate) fn new(total: u64, quiet: bool) -> Self {
-        Self {
-            total,
-            tty: std::io::stderr().is_terminal(),
-            quiet,
-            last_eval: None,
-            started: Instant::now(),
-            last_draw: Instant::now(),
-        }
-    }
-
-    pub(crate) fn tick(&mut self, k: u64) {
-        if self.quiet || !self.tty || self.last_draw.elapsed().as_millis() < 200 {
-            return;
-        }
-        self.last_draw = Instant::now();
-        let width = 30usize;
-        let filled = (k as f64 / self.total as f64 * width as f64) as usize;
-        let rate = k as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-        let eval = self
-            .last_eval
-            .map(|(i, e)| format!(" | eval@{i}: {:.2} ± {:.2}", e.mean, e.std))
-            .unwrap_or_default();
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\r[{}{}] {k}/{} ({rate:.1} it/s){eval}   ",
-            "#".repeat(filled.min(width)),
-            " ".repeat(width - filled.min(width)),
-            self.total
-        );
-        let _ = err.flush();
-    }
-
-    pub(crate) fn eval(&mut self, k: u64, e: EvalResult) {
-        self.last_eval = Some((k, e));
-        if !self.quiet && !self.tty {
-            eprintln!(
-                "iteration {k}/{}: eval return {:.3} ± {:.3} ({:.1} s)",
-                self.total,
-                e.mean,
-                e.std,
-                self.started.elapsed().as_secs_f64()
-            );
-        }
-    }
-
-    pub(crate) fn finish(&self) {
-        if !self.quiet && self.tty {
-            eprintln!();
-        }
     }
 }
