@@ -667,3 +667,120 @@ fn a_full_disk_fails_the_checkpoint_clearly_and_keeps_the_older_ones() {
     assert!(!run.join("checkpoints").join("ckpt-000000060.tmp").exists());
     let _ = fs::remove_dir_all(&root);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fault matrix: each role × on_panic × 1 and 2 buffers.
+
+/// Rewrite a run's config.toml without the injected fault and with `n` iterations.
+fn without_fault(run: &Path, n: u64) {
+    let p = run.join("config.toml");
+    let text: String = fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("inject_panic"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&p, text).unwrap();
+    set_iterations(run, n);
+}
+
+/// Inject `fault` with `on_panic` and `buffers`; check the end, the reason, the last
+/// checkpoint and that a resume continues to the end.
+fn fault_case(fault: &str, on_panic: &str, buffers: usize) {
+    let case = format!("{fault} {on_panic} buffers={buffers}");
+    let dir = tempdir(&format!(
+        "matrix-{}-{on_panic}-{buffers}",
+        fault.replace(':', "_")
+    ));
+    let n = 200;
+    let c = cfg(&[
+        &format!("runtime.buffers={buffers}"),
+        &format!("train.iterations={n}"),
+        "train.checkpoint_interval=50",
+        "train.eval_interval=100",
+        &format!("runtime.on_panic=\"{on_panic}\""),
+        &format!("runtime.inject_panic=\"{fault}\""),
+    ]);
+    let t0 = Instant::now();
+    let (r, t) = run_bounded(
+        AsyncTrainer::new(c, &dir).unwrap().quiet(),
+        Duration::from_secs(60),
+    );
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(30), "{case}: took {took:?}");
+    let k = t.iteration();
+    let role = fault.split(':').next().unwrap();
+    let resume_from = if role == "checkpoint" {
+        // Every checkpoint write from iteration 100 on fails; the run stops at the first one
+        // (with either on_panic) and keeps the checkpoint of 50.
+        let err = format!("{:#}", r.unwrap_err());
+        assert!(
+            err.contains("checkpoint of iteration 100") && err.contains("injected"),
+            "{case}: {err}"
+        );
+        assert_eq!(k, 100, "{case}");
+        assert_checkpoint_at(&dir, 50);
+        50
+    } else if on_panic == "stop" {
+        let err = format!("{:#}", r.unwrap_err());
+        assert!(
+            err.contains(&format!("{role} #0")) && err.contains("panicked"),
+            "{case}: {err}"
+        );
+        assert!(k < n, "{case}");
+        assert_eq!(counts(rows(&dir).last().unwrap()).0, k, "{case}");
+        assert_checkpoint_at(&dir, k);
+        k
+    } else {
+        let s = r.unwrap();
+        assert_eq!(k, n, "{case}");
+        assert_eq!(s.restarts, 1, "{case}: {:?}", s.faults);
+        assert!(
+            s.faults[0].contains(&format!("{role} #0")) && s.faults[0].contains("panicked"),
+            "{case}: {:?}",
+            s.faults
+        );
+        assert_checkpoint_at(&dir, n);
+        n
+    };
+    eprintln!("matrix: {case}: ended at iteration {k} in {took:.1?}, resumed from {resume_from}");
+    let target = resume_from.max(n) + 50;
+    without_fault(&dir, target);
+    let resumed = AsyncTrainer::resume(&dir).unwrap().quiet();
+    assert_eq!(resumed.iteration(), resume_from, "{case}");
+    let (r, resumed) = run_bounded(resumed, Duration::from_secs(60));
+    r.unwrap();
+    assert_eq!(resumed.iteration(), target, "{case}");
+    assert_checkpoint_at(&dir, target);
+    let its: Vec<u64> = rows(&dir).iter().map(|r| counts(r).0).collect();
+    assert!(its.windows(2).all(|w| w[0] < w[1]), "{case}: {its:?}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+fn fault_matrix(fault: &str) {
+    for on_panic in ["stop", "restart"] {
+        for buffers in [1, 2] {
+            fault_case(fault, on_panic, buffers);
+        }
+    }
+}
+
+#[test]
+fn matrix_buffer_faults() {
+    fault_matrix("buffer:0:50");
+}
+
+#[test]
+fn matrix_actor_faults() {
+    fault_matrix("actor:0:30");
+}
+
+#[test]
+fn matrix_learner_faults() {
+    fault_matrix("learner:0:5");
+}
+
+#[test]
+fn matrix_checkpoint_write_faults() {
+    fault_matrix("checkpoint:0:100");
+}
