@@ -114,9 +114,10 @@ use rand_pcg::Pcg64Mcg;
 use super::evaluator::{EvalResult, evaluate};
 use super::progress::{ProgressBar, ProgressLog, Row, truncate_csv_after};
 use super::rundir::{RunLock, init_run_dir, load_latest_checkpoint, prune_checkpoints};
-use super::serial::{
-    Accum, NonFinite, STREAM_COLLECT, STREAM_ENV, STREAM_EVAL, STREAM_INIT, STREAM_LEARNER,
-    STREAM_REPLAY, derive_seed, load_replay, push, save_replay,
+use super::metrics::{Accum, NonFinite, push};
+use super::seeds::{
+    STREAM_ACTOR, STREAM_BUFFER, STREAM_COLLECT, STREAM_ENV, STREAM_EVAL, STREAM_INIT,
+    STREAM_LEARNER, STREAM_REPLAY, derive_seed,
 };
 use crate::algo::{Agent, Grads, Learner, Nets, Params, act};
 use crate::checkpoint::Checkpoint;
@@ -155,8 +156,6 @@ pub const RUNTIME_COLUMNS: [&str; 17] = [
     "restarts",
     "spi",
 ];
-const STREAM_ACTOR: u64 = 7;
-const STREAM_BUFFER: u64 = 8;
 
 // ---------------------------------------------------------------------------------------------
 // Snapshots
@@ -1169,7 +1168,7 @@ impl AsyncTrainer {
         for i in 0..t.cfg.runtime.buffers {
             let prefix = replay_prefix(i);
             if ck.counter(&format!("{prefix}/len")).is_ok() {
-                t.replay[i] = Some(load_replay(&ck, &prefix, cap, o, a)?);
+                t.replay[i] = Some(ReplayBuffer::restore_from(&ck, &prefix, cap, o, a)?);
             }
         }
         t.log = Some(ProgressLog::truncate_after(&run.join("progress.csv"), t.k)?);
@@ -1472,7 +1471,7 @@ impl AsyncTrainer {
         ck.set_counter("async/buffers", buffers.len() as u64);
         for (i, rb) in buffers.iter().enumerate() {
             if let Some(rb) = rb {
-                save_replay(&mut ck, &replay_prefix(i), rb);
+                rb.save_to(&mut ck, &replay_prefix(i));
             }
         }
         self.log

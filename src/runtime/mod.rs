@@ -5,8 +5,10 @@
 pub mod asynchronous;
 pub mod bench;
 pub mod evaluator;
+mod metrics;
 pub mod progress;
 pub mod rundir;
+mod seeds;
 pub mod serial;
 
 pub use asynchronous::{AsyncTrainer, RunSummary};

@@ -14,168 +14,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
-use serde::{Deserialize, Serialize};
 
 use super::evaluator::{EvalResult, evaluate};
+use super::metrics::{Accum, NonFinite, mean, push};
 use super::progress::{ProgressBar, ProgressLog, Row};
 pub use super::rundir::latest_checkpoint;
 use super::rundir::{RunLock, init_run_dir, load_latest_checkpoint, prune_checkpoints};
-use crate::algo::{
-    Agent, GradStats, Grads, Learner, Nets, TargetBatch, act, schedule::mpg_weights,
+use super::seeds::{
+    STREAM_COLLECT, STREAM_ENV, STREAM_EVAL, STREAM_INIT, STREAM_LEARNER, STREAM_REPLAY,
+    derive_seed,
 };
+use crate::algo::{Agent, Grads, Learner, Nets, TargetBatch, act};
 use crate::checkpoint::Checkpoint;
 use crate::config::{AlgoName, Config};
 use crate::env::{Env, StepOut, make_env, make_model, task_spec};
 use crate::replay::ReplayBuffer;
-
-/// Derive a sub-seed (SplitMix64 of `seed` and a stream id).
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-pub(crate) const STREAM_INIT: u64 = 1;
-pub(crate) const STREAM_COLLECT: u64 = 2;
-pub(crate) const STREAM_REPLAY: u64 = 3;
-pub(crate) const STREAM_LEARNER: u64 = 4;
-pub(crate) const STREAM_ENV: u64 = 5;
-pub(crate) const STREAM_EVAL: u64 = 6;
-
-/// Running means between two log rows.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Accum {
-    pub(crate) q_loss: (f64, u64),
-    pub(crate) policy_loss: (f64, u64),
-    pub(crate) pg_time: (f64, u64),
-    pub(crate) update_time: (f64, u64),
-}
-
-impl Accum {
-    /// Record the losses and policy-gradient time of an applied gradient.
-    pub(crate) fn record(&mut self, s: &GradStats) {
-        push(&mut self.q_loss, s.q_loss);
-        if let Some(l) = s.policy_loss {
-            push(&mut self.policy_loss, l);
-        }
-        if let Some(t) = s.pg_time_ms {
-            push(&mut self.pg_time, t);
-        }
-    }
-
-    /// A progress row from these means (taken since the previous row); the caller fills in
-    /// `nonfinite_skipped` and `staleness`.
-    pub(crate) fn row(
-        self,
-        cfg: &Config,
-        k: u64,
-        wall: f64,
-        env_steps: u64,
-        eval: Option<EvalResult>,
-    ) -> Row {
-        let (w_data, w_model) = weights(cfg, k);
-        Row {
-            iteration: k,
-            wall_s: wall,
-            env_steps,
-            eval_mean: eval.map(|e| e.mean),
-            eval_std: eval.map(|e| e.std),
-            w_data,
-            w_model,
-            q_loss: mean(self.q_loss),
-            policy_loss: mean(self.policy_loss),
-            pg_time_ms: mean(self.pg_time),
-            update_time_ms: mean(self.update_time),
-            nonfinite_skipped: 0,
-            staleness: None,
-        }
-    }
-}
-
-/// Consecutive and total non-finite steps; aborts the run after too long a streak.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct NonFinite {
-    pub(crate) total: u64,
-    pub(crate) streak: u64,
-}
-
-impl NonFinite {
-    /// `Ok(true)` when `grads` may be applied, `Ok(false)` to skip it, an error to abort.
-    pub(crate) fn check(&mut self, grads: &Grads, k: u64, max_streak: u64) -> Result<bool> {
-        if grads.is_finite() {
-            self.streak = 0;
-            return Ok(true);
-        }
-        self.total += 1;
-        self.streak += 1;
-        if self.streak >= max_streak {
-            bail!(
-                "aborting at iteration {k}: {} consecutive steps had non-finite losses or gradients \
-                 (last q_loss {}, policy_loss {:?}); lower the learning rates or check the task",
-                self.streak,
-                grads.stats.q_loss,
-                grads.stats.policy_loss
-            );
-        }
-        Ok(false)
-    }
-}
-
-/// Store a replay buffer's storage and counters under `prefix` (e.g. `replay`).
-pub(crate) fn save_replay(ck: &mut Checkpoint, prefix: &str, replay: &ReplayBuffer) {
-    for (name, data) in replay.arrays() {
-        ck.set_array(&format!("{prefix}/{name}"), vec![data.len()], data.to_vec());
-    }
-    let (len, next, inserted) = replay.counters();
-    ck.set_counter(&format!("{prefix}/len"), len as u64);
-    ck.set_counter(&format!("{prefix}/next"), next as u64);
-    ck.set_counter(&format!("{prefix}/inserted"), inserted);
-}
-
-/// Restore a replay buffer saved by [`save_replay`].
-pub(crate) fn load_replay(
-    ck: &Checkpoint,
-    prefix: &str,
-    capacity: usize,
-    obs_dim: usize,
-    act_dim: usize,
-) -> Result<ReplayBuffer> {
-    let counters = (
-        ck.counter(&format!("{prefix}/len"))? as usize,
-        ck.counter(&format!("{prefix}/next"))? as usize,
-        ck.counter(&format!("{prefix}/inserted"))?,
-    );
-    ReplayBuffer::restore(capacity, obs_dim, act_dim, counters, |name, n| {
-        ck.array(&format!("{prefix}/{name}"), &[n])
-    })
-}
-
-pub(crate) fn push(a: &mut (f64, u64), x: f64) {
-    a.0 += x;
-    a.1 += 1;
-}
-
-pub(crate) fn mean(a: (f64, u64)) -> Option<f64> {
-    (a.1 > 0).then(|| a.0 / a.1 as f64)
-}
-
-/// The `(w_data, w_model)` an algorithm uses at iteration `k`.
-pub fn weights(cfg: &Config, k: u64) -> (f64, f64) {
-    match cfg.algo.name {
-        AlgoName::MpgV1 | AlgoName::MpgV2 => mpg_weights(
-            k,
-            cfg.algo.schedule_iterations,
-            cfg.algo.eta,
-            cfg.schedule_exponent(),
-        ),
-        AlgoName::Nadp => (0.0, 1.0),
-        _ => (1.0, 0.0),
-    }
-}
 
 /// A training run.
 pub struct Trainer {
@@ -507,7 +363,7 @@ impl Trainer {
         ck.set_json("rng/collect", &self.collect_rng)?;
         ck.set_json("rng/replay", &self.replay_rng)?;
         ck.set_json("rng/learner", self.learner.rng())?;
-        save_replay(&mut ck, "replay", &self.replay);
+        self.replay.save_to(&mut ck, "replay");
         self.log
             .as_ref()
             .expect("the log is open while running")
@@ -529,7 +385,7 @@ impl Trainer {
         self.replay_rng = ck.json("rng/replay")?;
         self.learner.set_rng(ck.json("rng/learner")?);
         let (o, a) = (self.nets.spec.obs_dim, self.nets.spec.act_dim);
-        self.replay = load_replay(ck, "replay", self.cfg.algo.buffer_capacity, o, a)?;
+        self.replay = ReplayBuffer::restore_from(ck, "replay", self.cfg.algo.buffer_capacity, o, a)?;
         Ok(())
     }
 }
