@@ -111,4 +111,3 @@ pub(super) fn weights(cfg: &Config, k: u64) -> (f64, f64) {
         _ => (1.0, 0.0),
     }
 }
-

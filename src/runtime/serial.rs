@@ -385,7 +385,8 @@ impl Trainer {
         self.replay_rng = ck.json("rng/replay")?;
         self.learner.set_rng(ck.json("rng/learner")?);
         let (o, a) = (self.nets.spec.obs_dim, self.nets.spec.act_dim);
-        self.replay = ReplayBuffer::restore_from(ck, "replay", self.cfg.algo.buffer_capacity, o, a)?;
+        self.replay =
+            ReplayBuffer::restore_from(ck, "replay", self.cfg.algo.buffer_capacity, o, a)?;
         Ok(())
     }
 }
