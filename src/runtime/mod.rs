@@ -4,6 +4,7 @@
 
 pub mod asynchronous;
 pub mod bench;
+mod core;
 pub mod evaluator;
 mod metrics;
 pub mod progress;
