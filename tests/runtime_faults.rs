@@ -784,3 +784,36 @@ fn matrix_learner_faults() {
 fn matrix_checkpoint_write_faults() {
     fault_matrix("checkpoint:0:100");
 }
+
+#[test]
+fn resume_cuts_both_logs_after_the_checkpoint_and_drops_torn_rows() {
+    let dir = tempdir("logs");
+    let (r, _) = run_bounded(
+        AsyncTrainer::new(cfg(&[]), &dir).unwrap().quiet(),
+        Duration::from_secs(120),
+    );
+    r.unwrap();
+    // As after a kill -9 between the checkpoints of 400 and 600, with a torn last row.
+    fs::remove_dir_all(ckpt(&dir, 600)).unwrap();
+    let mut text = fs::read_to_string(dir.join("progress.csv")).unwrap();
+    text.push('3');
+    fs::write(dir.join("progress.csv"), text).unwrap();
+    let rt_rows = |d: &Path| -> Vec<u64> {
+        fs::read_to_string(d.join("runtime.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert!(rt_rows(&dir).iter().any(|&k| k > 400));
+    let t = AsyncTrainer::resume(&dir).unwrap();
+    assert_eq!(t.iteration(), 400);
+    let its: Vec<u64> = rows(&dir).iter().map(|r| counts(r).0).collect();
+    assert_eq!(*its.last().unwrap(), 400, "{its:?}");
+    assert!(rows(&dir).iter().all(|r| r.len() == 13));
+    let rt = rt_rows(&dir);
+    assert!(rt.iter().all(|&k| k <= 400), "{rt:?}");
+    drop(t);
+    let _ = fs::remove_dir_all(&dir);
+}
