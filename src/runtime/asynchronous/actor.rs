@@ -2,20 +2,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use anyhow::Result;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use super::super::seeds::{STREAM_ACTOR, STREAM_COLLECT, STREAM_ENV};
+use super::PACED_SLEEP;
 use super::shared::{Flow, Shared, Worker};
 use super::snapshot::VariableSource;
 use super::transport::{ChannelExperienceSink, Experience, ExperienceSink};
 use crate::algo::{Nets, act};
 use crate::env::{make_env, task_spec};
 use crate::nn::ParamSet;
+use crate::runtime::seeds::{STREAM_ACTOR, STREAM_COLLECT, STREAM_ENV};
 
+/// An actor: its environment, policy copy and exploration RNG.
 pub(super) struct ActorWorker {
     pub(super) sh: Arc<Shared>,
     pub(super) nets: Nets,
@@ -96,7 +97,7 @@ impl Worker for ActorWorker {
     fn step(&mut self) -> Result<Flow> {
         match self.pace() {
             Pace::Wait => {
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(PACED_SLEEP);
                 return Ok(Flow::Continue);
             }
             Pace::Paced => {

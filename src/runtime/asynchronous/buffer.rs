@@ -2,20 +2,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use crossbeam_channel::{SendTimeoutError, TryRecvError};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use super::super::seeds::STREAM_BUFFER;
+use super::BATCH_OFFER;
 use super::POLL;
 use super::shared::{Ctl, Flow, Shared, Worker};
 use super::transport::{Experience, Polled, recv_polled};
 use crate::env::task_spec;
 use crate::replay::{HostBatch, ReplayBuffer};
+use crate::runtime::seeds::STREAM_BUFFER;
 
+/// A buffer: its replay ring, sampling RNG and samples-per-insert counters.
 pub(super) struct BufferWorker {
     pub(super) sh: Arc<Shared>,
     pub(super) id: usize,
@@ -156,7 +158,7 @@ impl Worker for BufferWorker {
             }
         }
         match self.pending.take() {
-            Some(b) => match self.sh.exp_tx.send_timeout(b, Duration::from_millis(5)) {
+            Some(b) => match self.sh.exp_tx.send_timeout(b, BATCH_OFFER) {
                 Ok(()) => {
                     let n = self.sh.cfg.algo.batch_size as u64;
                     self.sampled += n;

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 
-use super::super::seeds::STREAM_LEARNER;
 use super::POLL;
 use super::shared::{Flow, Shared, Worker};
 use super::snapshot::VariableSource;
@@ -15,7 +14,9 @@ use super::transport::{
 use crate::algo::{Learner, Nets, Params};
 use crate::config::{AlgoName, FaultTarget};
 use crate::env::{make_env, make_model, task_spec};
+use crate::runtime::seeds::STREAM_LEARNER;
 
+/// A learner: its parameter copy, targets/gradients engine and batch counter.
 pub(super) struct LearnerWorker {
     pub(super) sh: Arc<Shared>,
     pub(super) learner: Learner,

@@ -113,6 +113,12 @@ pub const POLL: Duration = Duration::from_millis(20);
 pub const MAX_RESTARTS: u32 = 5;
 /// Capacity of each buffer's inbox (experience blocks from the actors).
 pub const BUFFER_INBOX: usize = 4;
+/// Capacity of each buffer's control queue (replay snapshot requests).
+pub(super) const CTL_QUEUE: usize = 4;
+/// How long a buffer offers a batch to a full experience queue before it serves its inbox.
+pub(super) const BATCH_OFFER: Duration = Duration::from_millis(5);
+/// How long a paced actor sleeps before it asks the optimizer again.
+pub(super) const PACED_SLEEP: Duration = Duration::from_millis(2);
 /// Longest wait for a buffer to accept a replay snapshot request.
 pub(super) const SNAPSHOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a running buffer's replay contents.

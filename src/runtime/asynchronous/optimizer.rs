@@ -10,11 +10,6 @@ use crossbeam_channel::{RecvTimeoutError, TryRecvError};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use super::super::core::RunCore;
-use super::super::evaluator::EvalResult;
-use super::super::metrics::push;
-use super::super::progress::{ProgressBar, truncate_csv_after};
-use super::super::seeds::{STREAM_COLLECT, STREAM_LEARNER, STREAM_REPLAY, derive_seed};
 use super::POLL;
 use super::runtime_log::RuntimeLog;
 use super::snapshot::Snapshot;
@@ -23,6 +18,11 @@ use super::transport::TaggedGrads;
 use crate::algo::{Agent, Nets};
 use crate::config::{Config, FaultSpec, FaultTarget};
 use crate::replay::ReplayBuffer;
+use crate::runtime::core::RunCore;
+use crate::runtime::evaluator::EvalResult;
+use crate::runtime::metrics::push;
+use crate::runtime::progress::{ProgressBar, truncate_csv_after};
+use crate::runtime::seeds::{STREAM_COLLECT, STREAM_LEARNER, STREAM_REPLAY, derive_seed};
 
 /// What an asynchronous run did (this session).
 #[derive(Debug, Clone, Default)]
@@ -339,6 +339,7 @@ impl AsyncTrainer {
     }
 }
 
+/// Checkpoint prefix of buffer `i` (`replay`, `replay1`, …).
 pub(super) fn replay_prefix(i: usize) -> String {
     if i == 0 {
         "replay".to_string()

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::super::seeds::derive_seed;
 use super::snapshot::ParamStore;
 use super::supervisor::Event;
 use super::transport::{Experience, TaggedGrads};
 use crate::config::{Config, FaultSpec, FaultTarget};
 use crate::replay::{HostBatch, ReplayBuffer};
+use crate::runtime::seeds::derive_seed;
 
 /// Worker roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +79,7 @@ pub(super) struct Stats {
     pub(super) restarts: AtomicU64,
 }
 
+/// A control request to a buffer.
 pub(super) enum Ctl {
     Snapshot(Sender<ReplayBuffer>),
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, RecvTimeoutError, bounded, unbounded};
 
-use super::super::seeds::derive_seed;
+use super::CTL_QUEUE;
 use super::actor::ActorWorker;
 use super::buffer::BufferWorker;
 use super::learner::LearnerWorker;
@@ -20,7 +20,9 @@ use super::transport::TaggedGrads;
 use super::{BUFFER_INBOX, MAX_RESTARTS, POLL, SNAPSHOT_REPLY_TIMEOUT, SNAPSHOT_REQUEST_TIMEOUT};
 use crate::config::{Config, FaultSpec, OnPanic};
 use crate::replay::ReplayBuffer;
+use crate::runtime::seeds::derive_seed;
 
+/// How a worker thread ended.
 #[derive(Debug)]
 pub(super) enum Outcome {
     Finished,
@@ -28,6 +30,7 @@ pub(super) enum Outcome {
     Panicked(String),
 }
 
+/// A worker thread's exit report.
 pub(super) struct Event {
     pub(super) role: Role,
     pub(super) id: usize,
@@ -35,6 +38,7 @@ pub(super) struct Event {
     pub(super) outcome: Outcome,
 }
 
+/// A fresh worker of `role` with id `id`, incarnation `inc`.
 pub(super) fn build_worker(
     sh: &Arc<Shared>,
     role: Role,
@@ -48,6 +52,7 @@ pub(super) fn build_worker(
     })
 }
 
+/// A rayon pool of one thread (no intra-op parallelism inside a role).
 pub(super) fn one_thread_pool() -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -55,6 +60,7 @@ pub(super) fn one_thread_pool() -> Result<rayon::ThreadPool> {
         .context("cannot build a one-thread rayon pool")
 }
 
+/// Start a worker thread that reports its end (return, error or panic) as an [`Event`].
 pub(super) fn spawn_worker(
     sh: &Arc<Shared>,
     role: Role,
@@ -91,7 +97,7 @@ pub(super) fn spawn_worker(
             let outcome = match catch_unwind(AssertUnwindSafe(body)) {
                 Ok(Ok(())) => Outcome::Finished,
                 Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),
-                Err(p) => Outcome::Panicked(super::super::panic_message(p.as_ref())),
+                Err(p) => Outcome::Panicked(crate::runtime::panic_message(p.as_ref())),
             };
             if role == Role::Buffer {
                 sh.buffer_alive[id].store(false, Ordering::SeqCst);
@@ -106,6 +112,7 @@ pub(super) fn spawn_worker(
         .with_context(|| format!("cannot spawn {role} #{id}"))
 }
 
+/// Owns the worker threads, the gradient queue's receiver and the restart bookkeeping.
 pub(super) struct Supervisor {
     pub(super) sh: Arc<Shared>,
     pub(super) events: Receiver<Event>,
@@ -130,7 +137,7 @@ impl Supervisor {
             let (t, rx) = bounded(BUFFER_INBOX);
             inbox_tx.push(t);
             inbox_rx.push(rx);
-            let (t, rx) = bounded(4);
+            let (t, rx) = bounded(CTL_QUEUE);
             ctl_tx.push(t);
             ctl_rx.push(rx);
         }

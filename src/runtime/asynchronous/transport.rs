@@ -68,6 +68,7 @@ pub(super) trait GradientSink {
     fn send(&mut self, g: TaggedGrads, stop: &AtomicBool) -> bool;
 }
 
+/// Send, waiting in [`POLL`] steps while the channel is full; false when stopping or closed.
 pub(super) fn send_until<T>(tx: &Sender<T>, mut item: T, stop: &AtomicBool) -> bool {
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -81,6 +82,7 @@ pub(super) fn send_until<T>(tx: &Sender<T>, mut item: T, stop: &AtomicBool) -> b
     }
 }
 
+/// Receive with a timeout.
 pub(super) fn recv_polled<T>(rx: &Receiver<T>, timeout: Duration) -> Polled<T> {
     match rx.recv_timeout(timeout) {
         Ok(x) => Polled::Item(x),
@@ -102,6 +104,7 @@ impl ExperienceSink for ChannelExperienceSink {
     }
 }
 
+/// Channel transport: the experience queue.
 pub(super) struct ChannelBatchSource(pub(super) Receiver<HostBatch>);
 
 impl BatchSource for ChannelBatchSource {
@@ -110,6 +113,7 @@ impl BatchSource for ChannelBatchSource {
     }
 }
 
+/// Channel transport: the gradient queue.
 pub(super) struct ChannelGradientSink(pub(super) Sender<TaggedGrads>);
 
 impl GradientSink for ChannelGradientSink {
