@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
@@ -41,6 +41,52 @@ pub struct RunSummary {
     pub faults: Vec<String>,
     /// Mean policy-gradient computation time on the learners, ms.
     pub pg_time_ms: Option<f64>,
+}
+
+/// The optimizer's source of gradients: fresh ones from the gradient queue or, while it is
+/// empty, the last finite fresh one again (at most `runtime.grad_max_reuse` times in a row).
+struct GradientFeed {
+    last: Option<TaggedGrads>,
+    reuse_left: u64,
+    max_reuse: u64,
+}
+
+impl GradientFeed {
+    fn new(max_reuse: u64) -> Self {
+        Self {
+            last: None,
+            reuse_left: 0,
+            max_reuse,
+        }
+    }
+
+    /// The next gradient and whether it is a reuse, or `None` when nothing came within
+    /// [`POLL`].
+    fn poll(&mut self, rx: &Receiver<TaggedGrads>) -> Result<Option<(TaggedGrads, bool)>> {
+        if self.reuse_left > 0
+            && let Some(prev) = &self.last
+        {
+            return match rx.try_recv() {
+                Ok(g) => Ok(Some((g, false))),
+                Err(TryRecvError::Empty) => {
+                    self.reuse_left -= 1;
+                    Ok(Some((prev.clone(), true)))
+                }
+                Err(TryRecvError::Disconnected) => bail!("the gradient queue closed"),
+            };
+        }
+        match rx.recv_timeout(POLL) {
+            Ok(g) => Ok(Some((g, false))),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => bail!("the gradient queue closed"),
+        }
+    }
+
+    /// Record a fresh gradient after its finiteness check: only a finite one is re-applied.
+    fn fresh(&mut self, g: &TaggedGrads, finite: bool) {
+        self.last = (finite && self.max_reuse > 0).then(|| g.clone());
+        self.reuse_left = self.max_reuse;
+    }
 }
 
 /// The asynchronous trainer: the optimizer role plus the supervisor of the other roles.
@@ -149,8 +195,7 @@ impl AsyncTrainer {
         let mut last_update = Instant::now();
         let k0 = self.core.k;
         let mut pg = (0.0, 0u64);
-        let max_reuse = self.core.cfg.runtime.grad_max_reuse;
-        let (mut last_grads, mut reuse_left): (Option<TaggedGrads>, u64) = (None, 0);
+        let mut feed = GradientFeed::new(self.core.cfg.runtime.grad_max_reuse);
         let result: Result<()> = (|| {
             loop {
                 let k = self.core.k;
@@ -196,22 +241,8 @@ impl AsyncTrainer {
                         &sup,
                         false,
                     )?;
-                    if reuse_left > 0
-                        && let Some(prev) = &last_grads
-                    {
-                        match sup.grad_rx.try_recv() {
-                            Ok(g) => break (g, false),
-                            Err(TryRecvError::Empty) => {
-                                reuse_left -= 1;
-                                break (prev.clone(), true);
-                            }
-                            Err(TryRecvError::Disconnected) => bail!("the gradient queue closed"),
-                        }
-                    }
-                    match sup.grad_rx.recv_timeout(POLL) {
-                        Ok(g) => break (g, false),
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => bail!("the gradient queue closed"),
+                    if let Some(got) = feed.poll(&sup.grad_rx)? {
+                        break got;
                     }
                 };
                 let stale = k.saturating_sub(g.version);
@@ -221,9 +252,7 @@ impl AsyncTrainer {
                     self.core.cfg.train.max_nonfinite_streak,
                 )?;
                 if !reused {
-                    // Only a finite fresh gradient may be re-applied.
-                    last_grads = (finite && max_reuse > 0).then(|| g.clone());
-                    reuse_left = max_reuse;
+                    feed.fresh(&g, finite);
                 }
                 if finite {
                     if !reused {
@@ -345,5 +374,50 @@ pub(super) fn replay_prefix(i: usize) -> String {
         "replay".to_string()
     } else {
         format!("replay{i}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::Grads;
+    use crossbeam_channel::bounded;
+
+    fn grads(x: f32) -> TaggedGrads {
+        TaggedGrads {
+            grads: Grads {
+                q1: vec![vec![x]],
+                q2: None,
+                pi: None,
+                log_alpha: None,
+                stats: Default::default(),
+            },
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn only_a_finite_fresh_gradient_is_reused() {
+        let (tx, rx) = bounded(4);
+        let mut feed = GradientFeed::new(2);
+        tx.send(grads(1.0)).unwrap();
+        let (g, reused) = feed.poll(&rx).unwrap().unwrap();
+        assert!(!reused);
+        feed.fresh(&g, true);
+        for _ in 0..2 {
+            let (g, reused) = feed.poll(&rx).unwrap().unwrap();
+            assert!(reused && g.grads.q1[0][0] == 1.0);
+        }
+        assert!(
+            feed.poll(&rx).unwrap().is_none(),
+            "reused more than grad_max_reuse"
+        );
+        tx.send(grads(f32::NAN)).unwrap();
+        let (g, _) = feed.poll(&rx).unwrap().unwrap();
+        feed.fresh(&g, false);
+        assert!(
+            feed.poll(&rx).unwrap().is_none(),
+            "a non-finite gradient was reused"
+        );
     }
 }
