@@ -3,9 +3,9 @@
 //!
 //! # Roles and what each thread owns
 //! - **Optimizer** (the thread that calls [`AsyncTrainer::run`]): owns the latest parameters
-//!   and Adam states ([`Agent`]), the receiving end of the gradient queue, the progress log and
+//!   and Adam states ([`Agent`](crate::algo::Agent)), the receiving end of the gradient queue, the progress log and
 //!   the checkpoints. Its update loop takes one gradient at a time, applies it
-//!   ([`Agent::apply_step`]; the policy, temperature and targets update when the gradient carries
+//!   ([`Agent::apply_step`](crate::algo::Agent::apply_step); the policy, temperature and targets update when the gradient carries
 //!   a policy gradient), counts the iteration (iteration = gradients applied, or skipped as
 //!   non-finite) and publishes a new parameter snapshot. It also plays the **Evaluator**: at
 //!   every `train.eval_interval` iteration (and the last) it evaluates the parameters of exactly
@@ -14,13 +14,13 @@
 //! - **Actors** (`runtime.actors` threads): a local copy of the policy, their own vectorized
 //!   environment (`task.num_agents` agents) and exploration RNG. Each collection of
 //!   `algo.collect_steps` steps goes to a uniformly random buffer.
-//! - **Buffers** (`runtime.buffers` threads): each owns a [`ReplayBuffer`] of capacity
+//! - **Buffers** (`runtime.buffers` threads): each owns a [`ReplayBuffer`](crate::replay::ReplayBuffer) of capacity
 //!   `algo.buffer_capacity` (per buffer, as in the reference), inserts what the actors send and
 //!   keeps sampling batches of `algo.batch_size` into the experience queue once it holds
 //!   `ceil(algo.warmup_samples / buffers)` transitions.
 //! - **Learners** (`runtime.learners` threads): local parameters, their own prior model, true
 //!   environment for n-step targets and RNG. Each takes a batch, computes its targets
-//!   ([`Learner::targets`]) and `algo.batch_reuse` gradients from it ([`Learner::compute`], every
+//!   ([`Learner::targets`](crate::algo::Learner::targets)) and `algo.batch_reuse` gradients from it ([`Learner::compute`](crate::algo::Learner::compute), every
 //!   `algo.policy_delay`-th with the policy gradient), refreshing the parameters between reuses,
 //!   and sends them tagged with the parameter version they used. MPG's weights `(w_data,
 //!   w_model)` are those of that version, i.e. of the optimizer's iteration at dispatch, as in the
@@ -37,11 +37,11 @@
 //! role can block shutdown.
 //!
 //! # Snapshots
-//! The optimizer publishes an `Arc` of an immutable [`Snapshot`] (host `f32` values of every
-//! network plus its version = the iteration counter after the update) in a [`ParamStore`].
-//! burn's `Tensor` is `Send` but the parameter tensor cache of a [`ParamSet`] is per thread by
+//! The optimizer publishes an `Arc` of an immutable `Snapshot` (host `f32` values of every
+//! network plus its version = the iteration counter after the update) in a `ParamStore`.
+//! burn's `Tensor` is `Send` but the parameter tensor cache of a [`ParamSet`](crate::nn::ParamSet) is per thread by
 //! design here: workers read the version (an atomic), and only when it changed clone the `Arc`
-//! and rebuild their local [`Params`]. Staleness of a gradient is the optimizer's iteration when
+//! and rebuild their local [`Params`](crate::algo::Params). Staleness of a gradient is the optimizer's iteration when
 //! it is applied minus the version it was computed from.
 //!
 //! # Rate limits
