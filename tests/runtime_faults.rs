@@ -817,3 +817,24 @@ fn resume_cuts_both_logs_after_the_checkpoint_and_drops_torn_rows() {
     drop(t);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A second `run` of one async trainer is refused: it would checkpoint empty buffers over the
+/// final checkpoint of the first.
+#[test]
+fn an_async_trainer_runs_once() {
+    let dir = tempdir("twice");
+    let c = cfg(&["train.iterations=50", "train.checkpoint_interval=50"]);
+    let (r, mut t) = run_bounded(
+        AsyncTrainer::new(c, &dir).unwrap().quiet(),
+        Duration::from_secs(60),
+    );
+    r.unwrap();
+    let err = format!("{:#}", t.run().unwrap_err());
+    assert!(
+        err.contains("already run") && err.contains("resume"),
+        "{err}"
+    );
+    let ck = Checkpoint::load(&latest_checkpoint(&dir).unwrap().unwrap()).unwrap();
+    assert!(ck.counter("replay/len").unwrap() + ck.counter("replay1/len").unwrap() >= 400);
+    let _ = fs::remove_dir_all(&dir);
+}

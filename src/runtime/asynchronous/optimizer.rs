@@ -97,6 +97,8 @@ pub struct AsyncTrainer {
     staleness_acc: (f64, u64),
     /// Replay contents restored from the checkpoint, handed to the buffers at the start.
     replay: Vec<Option<ReplayBuffer>>,
+    /// `run` was called: the replay contents went to the buffers, which are gone.
+    ran: bool,
 }
 
 impl AsyncTrainer {
@@ -130,6 +132,7 @@ impl AsyncTrainer {
             env_steps0: 0,
             staleness_acc: (0.0, 0),
             replay: vec![None; core.cfg.runtime.buffers],
+            ran: false,
             core,
         }
     }
@@ -170,7 +173,14 @@ impl AsyncTrainer {
     /// checkpoint are written in every case (also when a fault stops the run, whose error is
     /// then returned).
     /// The run directory is locked while it runs.
+    /// A trainer runs once (its replay contents end with the run): resume to continue.
     pub fn run(&mut self) -> Result<RunSummary> {
+        anyhow::ensure!(
+            !self.ran,
+            "this async trainer has already run (its buffers are gone); resume the run from \
+             its checkpoint to continue"
+        );
+        self.ran = true;
         self.core.lock()?;
         let pool = one_thread_pool()?;
         let result = pool.install(|| self.run_inner());
