@@ -4,11 +4,14 @@
 //! Layout of one checkpoint directory:
 //! - `meta.json`: format version, counters, RNG states, optimiser hyper-parameters and steps,
 //!   and an index of the arrays in `arrays.bin` (name, shape, offset) with its FNV-1a checksum;
-//! - `arrays.bin`: the raw little-endian f32 arrays.
+//! - `arrays.bin`: the raw little-endian f32 arrays;
+//! - `meta.fnv1a`: the FNV-1a checksum of `meta.json` (16 hex digits).
 //!
-//! A checkpoint is written to `NAME.tmp/` and renamed to `NAME/` only once complete, so a crash
-//! never leaves a half-written checkpoint under the final name. Loading validates the checksum,
-//! the sizes and the shapes, and errors name the file and the problem.
+//! A checkpoint is written to `NAME.tmp/`, flushed to disk (files and directory) and renamed to
+//! `NAME/` only once complete, and the parent directory is flushed after the rename, so neither
+//! a crash nor a power loss leaves a half-written checkpoint under the final name. Loading
+//! validates both checksums, the sizes and the shapes (a corrupt shape is an error, never an
+//! overflow), and errors name the file and the problem.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,6 +27,7 @@ use crate::nn::{Adam, AdamConfig, LrSchedule, ParamSet};
 pub const FORMAT_VERSION: u32 = 1;
 const META: &str = "meta.json";
 const ARRAYS: &str = "arrays.bin";
+const META_SUM: &str = "meta.fnv1a";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ArrayEntry {
@@ -207,17 +211,20 @@ impl Checkpoint {
             arrays_len: bytes.len() as u64,
             arrays_fnv1a: fnv1a(&bytes),
         };
+        let meta_text = serde_json::to_string_pretty(&meta)?;
         write_synced(&tmp.join(ARRAYS), &bytes)?;
+        write_synced(&tmp.join(META), meta_text.as_bytes())?;
         write_synced(
-            &tmp.join(META),
-            serde_json::to_string_pretty(&meta)?.as_bytes(),
+            &tmp.join(META_SUM),
+            format!("{:016x}\n", fnv1a(meta_text.as_bytes())).as_bytes(),
         )?;
+        sync_dir(&tmp)?;
         if dir.exists() {
             fs::remove_dir_all(dir).with_context(|| format!("removing old {}", dir.display()))?;
         }
         fs::rename(&tmp, dir)
             .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
-        Ok(())
+        sync_parent(dir)
     }
 
     /// Read and validate a checkpoint directory.
@@ -225,6 +232,18 @@ impl Checkpoint {
         let meta_path = dir.join(META);
         let text = fs::read_to_string(&meta_path)
             .with_context(|| format!("cannot read checkpoint file {}", meta_path.display()))?;
+        // Checkpoints written before the checksum file existed are read without it.
+        let sum_path = dir.join(META_SUM);
+        if sum_path.exists() {
+            let sum = fs::read_to_string(&sum_path)
+                .with_context(|| format!("cannot read checkpoint file {}", sum_path.display()))?;
+            ensure!(
+                u64::from_str_radix(sum.trim(), 16).ok() == Some(fnv1a(text.as_bytes())),
+                "checkpoint file {} is corrupt: checksum mismatch (per {})",
+                meta_path.display(),
+                sum_path.display()
+            );
+        }
         let meta: Meta = serde_json::from_str(&text).with_context(|| {
             format!(
                 "checkpoint file {} is corrupt (not valid checkpoint JSON)",
@@ -256,15 +275,23 @@ impl Checkpoint {
         );
         let mut arrays = BTreeMap::new();
         for e in &meta.arrays {
-            let n: usize = e.shape.iter().product();
+            let end = e
+                .shape
+                .iter()
+                .try_fold(4usize, |acc, &d| acc.checked_mul(d))
+                .and_then(|size| usize::try_from(e.offset).ok()?.checked_add(size));
             let start = e.offset as usize;
-            let end = start + 4 * n;
-            ensure!(
-                end <= bytes.len(),
-                "checkpoint file {} is corrupt: array `{}` runs past the end",
-                bin_path.display(),
-                e.name
-            );
+            let end = match end {
+                Some(end) if end <= bytes.len() => end,
+                _ => bail!(
+                    "checkpoint file {} is corrupt: array `{}` (shape {:?}, offset {}) runs past \
+                     the end",
+                    meta_path.display(),
+                    e.name,
+                    e.shape,
+                    e.offset
+                ),
+            };
             let data = bytes[start..end]
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -295,14 +322,30 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, then a rename,
+/// then the directory is flushed to disk.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
     write_synced(&tmp, bytes)?;
     fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    sync_parent(path)
+}
+
+/// Flush a directory's entries to disk (after creating or renaming something in it).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("flushing directory {}", dir.display()))
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
+        _ => sync_dir(Path::new(".")),
+    }
 }
 
 /// 64-bit FNV-1a hash (integrity check, not cryptographic).

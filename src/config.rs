@@ -281,10 +281,70 @@ pub struct RuntimeConfig {
     /// reused applications count as iterations. 0 (default): always wait for a fresh gradient.
     #[serde(default)]
     pub grad_max_reuse: u64,
-    /// TEST-ONLY fault injection: `"ROLE:ID:STEP"` (ROLE = actor, buffer or learner) makes
-    /// that worker panic at its STEP-th step (first incarnation only). Leave unset.
+    /// TEST-ONLY fault injection (async), see [`FaultSpec`]: `"ROLE:ID:STEP"` (ROLE = actor,
+    /// buffer or learner) makes that worker panic at its STEP-th step (first incarnation only);
+    /// `"learner:ID:STEP:nan"` makes its STEP-th gradient non-finite instead; `"checkpoint:0:K"`
+    /// makes every checkpoint write from iteration K on fail. Leave unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inject_panic: Option<String>,
+}
+
+/// Largest `runtime.experience_queue` / `runtime.gradient_queue` (channels allocate their
+/// slots up front).
+pub const MAX_QUEUE: usize = 1 << 16;
+
+/// What a test fault targets (`runtime.inject_panic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// An actor thread.
+    Actor,
+    /// A buffer thread.
+    Buffer,
+    /// A learner thread.
+    Learner,
+    /// The optimizer's checkpoint writes.
+    Checkpoint,
+}
+
+/// A test-only fault parsed from `runtime.inject_panic` (`ROLE:ID:STEP[:nan]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultSpec {
+    /// What fails.
+    pub target: FaultTarget,
+    /// The worker id (0 for `checkpoint`).
+    pub id: usize,
+    /// The worker step (0-based, first incarnation) that fails, or for `checkpoint` the first
+    /// iteration whose checkpoint write fails.
+    pub step: u64,
+    /// A learner sends a non-finite gradient at that step instead of panicking.
+    pub non_finite: bool,
+}
+
+impl FaultSpec {
+    /// Parse `ROLE:ID:STEP` or `learner:ID:STEP:nan`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.split(':');
+        let target = match it.next()? {
+            "actor" => FaultTarget::Actor,
+            "buffer" => FaultTarget::Buffer,
+            "learner" => FaultTarget::Learner,
+            "checkpoint" => FaultTarget::Checkpoint,
+            _ => return None,
+        };
+        let id = it.next()?.parse().ok()?;
+        let step = it.next()?.parse().ok()?;
+        let non_finite = match it.next() {
+            None => false,
+            Some("nan") if target == FaultTarget::Learner => true,
+            Some(_) => return None,
+        };
+        it.next().is_none().then_some(Self {
+            target,
+            id,
+            step,
+            non_finite,
+        })
+    }
 }
 
 fn d_num_agents() -> usize {
@@ -478,6 +538,28 @@ impl Config {
             "algo.warmup_samples",
             "must be at least 1",
         )?;
+        // The warm-up waits until a replay buffer holds `warmup_samples` transitions (one
+        // buffer's share in async mode), which a smaller buffer never reaches.
+        let per_buffer = match r.mode {
+            Mode::Serial => a.warmup_samples,
+            Mode::Async => a.warmup_samples.div_ceil(r.buffers.max(1)),
+        };
+        if a.buffer_capacity < per_buffer {
+            let share = match r.mode {
+                Mode::Serial => String::new(),
+                Mode::Async => format!(
+                    " / runtime.buffers = {} per buffer, in async mode",
+                    r.buffers
+                ),
+            };
+            bail!(
+                "invalid value for `algo.buffer_capacity`: {} is smaller than the warm-up \
+                 `algo.warmup_samples` = {}{share}, so the warm-up could never end; raise \
+                 algo.buffer_capacity to at least {per_buffer} or lower algo.warmup_samples",
+                a.buffer_capacity,
+                a.warmup_samples
+            );
+        }
         check(
             a.collect_steps >= 1,
             "algo.collect_steps",
@@ -571,26 +653,51 @@ impl Config {
         check(r.actors >= 1, "runtime.actors", "must be at least 1")?;
         check(r.buffers >= 1, "runtime.buffers", "must be at least 1")?;
         check(r.learners >= 1, "runtime.learners", "must be at least 1")?;
-        check(
-            r.experience_queue >= 1,
-            "runtime.experience_queue",
-            "must be at least 1",
-        )?;
-        check(
-            r.gradient_queue >= 1,
-            "runtime.gradient_queue",
-            "must be at least 1",
-        )?;
+        for (key, n) in [
+            ("runtime.experience_queue", r.experience_queue),
+            ("runtime.gradient_queue", r.gradient_queue),
+        ] {
+            check(
+                (1..=MAX_QUEUE).contains(&n),
+                key,
+                &format!("must be between 1 and {MAX_QUEUE}"),
+            )?;
+        }
         check(
             r.samples_per_insert >= 0.0,
             "runtime.samples_per_insert",
             "must be ≥ 0",
         )?;
-        if let Some(spec) = &r.inject_panic {
+        let start = a.warmup_samples.div_ceil(r.buffers.max(1)) as f64;
+        if r.samples_per_insert > 0.0 && r.samples_per_insert * start < a.batch_size as f64 {
+            bail!(
+                "invalid value for `runtime.samples_per_insert`: {} is so small that a buffer \
+                 holding its warm-up share ({start} transitions) may not sample one batch of \
+                 algo.batch_size = {}; use at least {} or 0 (no limit)",
+                r.samples_per_insert,
+                a.batch_size,
+                a.batch_size as f64 / start
+            );
+        }
+        if let Some(text) = &r.inject_panic {
+            let spec = FaultSpec::parse(text);
             check(
-                crate::runtime::asynchronous::FaultSpec::parse(spec).is_some(),
+                spec.is_some(),
                 "runtime.inject_panic",
-                "must be ROLE:ID:STEP with ROLE = actor, buffer or learner",
+                "must be ROLE:ID:STEP with ROLE = actor, buffer, learner or checkpoint, \
+                 or learner:ID:STEP:nan",
+            )?;
+            let spec = spec.expect("checked");
+            let (ids, role_key) = match spec.target {
+                FaultTarget::Actor => (r.actors, "runtime.actors"),
+                FaultTarget::Buffer => (r.buffers, "runtime.buffers"),
+                FaultTarget::Learner => (r.learners, "runtime.learners"),
+                FaultTarget::Checkpoint => (1, "checkpoint (the optimizer's id is 0)"),
+            };
+            check(
+                spec.id < ids,
+                "runtime.inject_panic",
+                &format!("id {} is out of range ({role_key}: {ids})", spec.id),
             )?;
         }
         Ok(())

@@ -3,6 +3,7 @@
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
+use crate::checkpoint::Checkpoint;
 use crate::nn::{tensor1, tensor2};
 
 /// One sampled mini-batch on the host, row-major.
@@ -223,6 +224,36 @@ impl ReplayBuffer {
             next_obs: arrays("next_obs", capacity * obs_dim)?,
             terminated: arrays("terminated", capacity)?,
             truncated: arrays("truncated", capacity)?,
+        })
+    }
+
+    /// Store the storage and counters in a checkpoint under `prefix` (e.g. `replay`).
+    pub fn save_to(&self, ck: &mut Checkpoint, prefix: &str) {
+        for (name, data) in self.arrays() {
+            ck.set_array(&format!("{prefix}/{name}"), vec![data.len()], data.to_vec());
+        }
+        let (len, next, inserted) = self.counters();
+        ck.set_counter(&format!("{prefix}/len"), len as u64);
+        ck.set_counter(&format!("{prefix}/next"), next as u64);
+        ck.set_counter(&format!("{prefix}/inserted"), inserted);
+    }
+
+    /// Restore a buffer stored by [`ReplayBuffer::save_to`]; errors name what is missing or
+    /// does not fit.
+    pub fn restore_from(
+        ck: &Checkpoint,
+        prefix: &str,
+        capacity: usize,
+        obs_dim: usize,
+        act_dim: usize,
+    ) -> anyhow::Result<Self> {
+        let counters = (
+            ck.counter(&format!("{prefix}/len"))? as usize,
+            ck.counter(&format!("{prefix}/next"))? as usize,
+            ck.counter(&format!("{prefix}/inserted"))?,
+        );
+        Self::restore(capacity, obs_dim, act_dim, counters, |name, n| {
+            ck.array(&format!("{prefix}/{name}"), &[n])
         })
     }
 }

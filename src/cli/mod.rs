@@ -8,11 +8,13 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::algo::{Agent, Nets};
-use crate::checkpoint::Checkpoint;
 use crate::config::{Config, Mode};
 use crate::env::{StepOut, TASKS, make_env, task_spec};
-use crate::runtime::{AsyncTrainer, Trainer, evaluate, serial::latest_checkpoint};
+use crate::runtime::rundir::load_latest_checkpoint;
+use crate::runtime::{AsyncTrainer, Trainer, evaluate};
 use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Mixed Policy Gradient: off-policy RL driven jointly by data and model.
 #[derive(Debug, Parser)]
@@ -30,10 +32,11 @@ pub enum Command {
     ///
     /// `serial` is bit-reproducible from the seed. `async` runs the paper's asynchronous
     /// architecture (runtime.actors / buffers / learners threads) and is NOT bit-reproducible:
-    /// the order in which gradients are applied depends on thread scheduling. In async mode
-    /// Ctrl-C stops every role and writes the progress row and a final checkpoint.
+    /// the order in which gradients are applied depends on thread scheduling. In both modes
+    /// Ctrl-C, SIGTERM and SIGHUP stop the run and write the progress row and a final
+    /// checkpoint; a second signal exits at once.
     Train(TrainArgs),
-    /// Continue a run from its latest checkpoint (in the run's `runtime.mode`).
+    /// Continue a run from its newest checkpoint that loads (in the run's `runtime.mode`).
     ///
     /// An async run continues from its last checkpoint (parameters, optimiser states, the
     /// replay contents of every buffer, counters); it does not continue bit-identically.
@@ -41,7 +44,7 @@ pub enum Command {
     /// Measure MPG's update throughput: serial, async with 1 and 2 learners, and n-step DPG's
     /// serial update time (Fig. 6), printed as a table.
     BenchThroughput(ThroughputArgs),
-    /// Evaluate a run's latest saved policy.
+    /// Evaluate a run's newest saved policy that loads.
     Eval(EvalArgs),
     /// List the tasks with their dimensions and bounds.
     Tasks,
@@ -178,7 +181,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => {
             let cfg = args.resolve()?;
             match cfg.runtime.mode {
-                Mode::Serial => Trainer::new(cfg, &args.out)?.run()?,
+                Mode::Serial => run_serial(Trainer::new(cfg, &args.out)?)?,
                 Mode::Async => run_async(AsyncTrainer::new(cfg, &args.out)?)?,
             }
             eprintln!("run written to {}", args.out.display());
@@ -188,13 +191,13 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = Config::load(&args.run.join("config.toml"), &[])?;
             match cfg.runtime.mode {
                 Mode::Serial => {
-                    let mut trainer = Trainer::resume(&args.run)?;
+                    let trainer = Trainer::resume(&args.run)?;
                     eprintln!(
                         "resuming {} at iteration {}",
                         args.run.display(),
                         trainer.iteration()
                     );
-                    trainer.run()
+                    run_serial(trainer)
                 }
                 Mode::Async => {
                     let trainer = AsyncTrainer::resume(&args.run)?;
@@ -255,19 +258,40 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Run an async trainer with a Ctrl-C handler that stops it cleanly (a second Ctrl-C exits).
-fn run_async(mut trainer: AsyncTrainer) -> Result<()> {
-    let stop = trainer.stop_handle();
+/// Make Ctrl-C, SIGTERM and SIGHUP set `stop` (the trainer then writes its final row and
+/// checkpoint); a second signal exits at once.
+fn stop_on_signals(stop: Arc<AtomicBool>) {
     let handler = ctrlc::set_handler(move || {
-        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if stop.swap(true, Ordering::SeqCst) {
             eprintln!("second interrupt: exiting without a final checkpoint");
             std::process::exit(130);
         }
-        eprintln!("interrupt: stopping every role, writing the progress row and a checkpoint");
+        eprintln!("interrupt: stopping, writing the progress row and a checkpoint");
     });
     if let Err(e) = handler {
-        eprintln!("warning: cannot install the Ctrl-C handler ({e}); Ctrl-C will not checkpoint");
+        eprintln!(
+            "warning: cannot install the signal handler ({e}); Ctrl-C, SIGTERM and SIGHUP will \
+             not checkpoint"
+        );
     }
+}
+
+/// Run a serial trainer that stops cleanly on Ctrl-C, SIGTERM or SIGHUP.
+fn run_serial(mut trainer: Trainer) -> Result<()> {
+    stop_on_signals(trainer.stop_handle());
+    trainer.run()?;
+    if trainer.stop_handle().load(Ordering::SeqCst) {
+        eprintln!(
+            "stopped at iteration {} (checkpoint written; `mixpg resume` continues)",
+            trainer.iteration()
+        );
+    }
+    Ok(())
+}
+
+/// Run an async trainer that stops every role cleanly on Ctrl-C, SIGTERM or SIGHUP.
+fn run_async(mut trainer: AsyncTrainer) -> Result<()> {
+    stop_on_signals(trainer.stop_handle());
     let s = trainer.run()?;
     if s.stopped_early {
         eprintln!(
@@ -280,12 +304,11 @@ fn run_async(mut trainer: AsyncTrainer) -> Result<()> {
 
 fn eval(args: &EvalArgs) -> Result<()> {
     let cfg = Config::load(&args.run.join("config.toml"), &[])?;
-    let ckpt = latest_checkpoint(&args.run)?
+    let (ckpt, ck) = load_latest_checkpoint(&args.run)?
         .ok_or_else(|| anyhow::anyhow!("{} has no checkpoint to evaluate", args.run.display()))?;
     let spec = task_spec(&cfg.task.name)?;
     let nets = Nets::new(&cfg, &spec);
     let mut agent = Agent::new(&nets, &cfg, &mut rand_pcg::Pcg64Mcg::seed_from_u64(0));
-    let ck = Checkpoint::load(&ckpt)?;
     agent.load(&ck)?;
     let episodes = args.episodes.unwrap_or(cfg.train.eval_episodes);
     anyhow::ensure!(episodes >= 1, "--episodes must be at least 1");

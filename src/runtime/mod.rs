@@ -4,8 +4,12 @@
 
 pub mod asynchronous;
 pub mod bench;
+mod core;
 pub mod evaluator;
+mod metrics;
 pub mod progress;
+pub mod rundir;
+mod seeds;
 pub mod serial;
 
 pub use asynchronous::{AsyncTrainer, RunSummary};

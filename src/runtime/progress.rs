@@ -1,11 +1,14 @@
-//! `progress.csv`: one row per logged iteration, flushed as written.
+//! `progress.csv`: one row per logged iteration, each written whole and flushed to disk at every
+//! checkpoint; the progress bar that shows the same run on stderr.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use super::evaluator::EvalResult;
 use crate::checkpoint::write_atomic;
 
 /// The columns of `progress.csv`, in order.
@@ -96,22 +99,7 @@ impl ProgressLog {
 
     /// Keep the header and the rows with `iteration <= last` (resume), then append.
     pub fn truncate_after(path: &Path, last: u64) -> Result<Self> {
-        let f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut kept = String::new();
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            let keep = i == 0
-                || line
-                    .split(',')
-                    .next()
-                    .and_then(|x| x.parse::<u64>().ok())
-                    .is_some_and(|it| it <= last);
-            if keep {
-                kept.push_str(&line);
-                kept.push('\n');
-            }
-        }
-        write_atomic(path, kept.as_bytes())?;
+        truncate_csv_after(path, last)?;
         Self::append(path)
     }
 
@@ -123,10 +111,111 @@ impl ProgressLog {
         Ok(Self { file })
     }
 
-    /// Append one row and flush it.
+    /// Append one row (a single write of the whole line).
     pub fn write(&mut self, row: &Row) -> Result<()> {
-        writeln!(self.file, "{}", row.to_csv())?;
-        self.file.flush()?;
+        self.file
+            .write_all(format!("{}\n", row.to_csv()).as_bytes())?;
         Ok(())
+    }
+
+    /// Flush the rows written so far to disk (before each checkpoint).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().context("flushing progress.csv")
+    }
+}
+
+/// Rewrite a CSV log keeping its header and the complete rows (as many cells as the header)
+/// whose first cell is an iteration `<= last`; used on resume.
+pub(crate) fn truncate_csv_after(path: &Path, last: u64) -> Result<()> {
+    let f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut kept = String::new();
+    let mut cells = 0;
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let n = line.split(',').count();
+        if i == 0 {
+            cells = n;
+        }
+        let keep = i == 0
+            || (n == cells
+                && line
+                    .split(',')
+                    .next()
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .is_some_and(|it| it <= last));
+        if keep {
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    }
+    write_atomic(path, kept.as_bytes())
+}
+
+/// A progress bar on a terminal (stderr); plain lines at evaluations otherwise.
+pub(crate) struct ProgressBar {
+    total: u64,
+    tty: bool,
+    quiet: bool,
+    last_eval: Option<(u64, EvalResult)>,
+    started: Instant,
+    last_draw: Instant,
+}
+
+impl ProgressBar {
+    /// A bar up to `total` iterations (silent when `quiet`).
+    pub(crate) fn new(total: u64, quiet: bool) -> Self {
+        Self {
+            total,
+            tty: std::io::stderr().is_terminal(),
+            quiet,
+            last_eval: None,
+            started: Instant::now(),
+            last_draw: Instant::now(),
+        }
+    }
+
+    /// Redraw at iteration `k` (at most every 200 ms).
+    pub(crate) fn tick(&mut self, k: u64) {
+        if self.quiet || !self.tty || self.last_draw.elapsed().as_millis() < 200 {
+            return;
+        }
+        self.last_draw = Instant::now();
+        let width = 30usize;
+        let filled = (k as f64 / self.total as f64 * width as f64) as usize;
+        let rate = k as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let eval = self
+            .last_eval
+            .map(|(i, e)| format!(" | eval@{i}: {:.2} ± {:.2}", e.mean, e.std))
+            .unwrap_or_default();
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\r[{}{}] {k}/{} ({rate:.1} it/s){eval}   ",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width)),
+            self.total
+        );
+        let _ = err.flush();
+    }
+
+    /// Show an evaluation result.
+    pub(crate) fn eval(&mut self, k: u64, e: EvalResult) {
+        self.last_eval = Some((k, e));
+        if !self.quiet && !self.tty {
+            eprintln!(
+                "iteration {k}/{}: eval return {:.3} ± {:.3} ({:.1} s)",
+                self.total,
+                e.mean,
+                e.std,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// End the bar's line.
+    pub(crate) fn finish(&self) {
+        if !self.quiet && self.tty {
+            eprintln!();
+        }
     }
 }
