@@ -118,7 +118,7 @@ use super::serial::{
 use crate::algo::{Agent, Grads, Learner, Nets, Params, act};
 use crate::checkpoint::Checkpoint;
 use crate::config::{AlgoName, Config, OnPanic};
-use crate::env::{make_env, make_model, task_spec};
+use crate::env::{make_env, make_model, reset_after_collect, task_spec};
 use crate::nn::ParamSet;
 use crate::replay::{HostBatch, ReplayBuffer};
 
@@ -570,7 +570,8 @@ impl Worker for ActorWorker {
             e.next_obs.extend_from_slice(&o.next_obs);
             e.terminated.extend_from_slice(&o.terminated);
             e.truncated.extend_from_slice(&o.truncated);
-            self.env.reset_done();
+            let mode = self.sh.cfg.train.collect_reset;
+            reset_after_collect(self.env.as_mut(), mode, &mut self.rng);
             self.env.observe(&mut self.obs);
         }
         let n = e.rew.len() as u64;

@@ -26,7 +26,7 @@ use crate::algo::{
 };
 use crate::checkpoint::{Checkpoint, write_atomic};
 use crate::config::{AlgoName, Config};
-use crate::env::{Env, StepOut, make_env, make_model, task_spec};
+use crate::env::{Env, StepOut, make_env, make_model, reset_after_collect, task_spec};
 use crate::replay::ReplayBuffer;
 
 /// Derive a sub-seed (SplitMix64 of `seed` and a stream id).
@@ -51,10 +51,16 @@ pub(crate) struct Accum {
     pub(crate) policy_loss: (f64, u64),
     pub(crate) pg_time: (f64, u64),
     pub(crate) update_time: (f64, u64),
+    #[serde(default)]
+    pub(crate) terminated_frac: (f64, u64),
+    #[serde(default)]
+    pub(crate) q_grad_norm: (f64, u64),
+    #[serde(default)]
+    pub(crate) pi_grad_norm: (f64, u64),
 }
 
 impl Accum {
-    /// Record the losses and policy-gradient time of an applied gradient.
+    /// Record the losses, diagnostics and policy-gradient time of an applied gradient.
     pub(crate) fn record(&mut self, s: &GradStats) {
         push(&mut self.q_loss, s.q_loss);
         if let Some(l) = s.policy_loss {
@@ -62,6 +68,11 @@ impl Accum {
         }
         if let Some(t) = s.pg_time_ms {
             push(&mut self.pg_time, t);
+        }
+        push(&mut self.terminated_frac, s.terminated_frac);
+        push(&mut self.q_grad_norm, s.q_grad_norm);
+        if let Some(g) = s.pi_grad_norm {
+            push(&mut self.pi_grad_norm, g);
         }
     }
 
@@ -90,6 +101,9 @@ impl Accum {
             update_time_ms: mean(self.update_time),
             nonfinite_skipped: 0,
             staleness: None,
+            terminated_frac: mean(self.terminated_frac),
+            q_grad_norm: mean(self.q_grad_norm),
+            pi_grad_norm: mean(self.pi_grad_norm),
         }
     }
 }
@@ -342,7 +356,8 @@ impl Trainer {
                 &o.truncated,
             );
             self.env_steps += o.reward.len() as u64;
-            self.env.reset_done();
+            let mode = self.cfg.train.collect_reset;
+            reset_after_collect(self.env.as_mut(), mode, &mut self.collect_rng);
             self.env.observe(&mut self.obs);
         }
     }
