@@ -390,3 +390,49 @@ fn config_wins_over_path_with_warning() {
     assert!(summary.warnings[0].contains("using the config"));
     fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn runs_differing_in_a_config_key_become_labelled_rows() {
+    let root = scratch("variants");
+    let pt = "path_tracking";
+    let cfg = |reading: &str, seed: u32| {
+        format!(
+            "[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nrollout_gradient = \"{reading}\"\n\n[train]\nseed = {seed}\nlog_interval = {}\n",
+            seed + 1
+        )
+    };
+    let curves = [
+        (0, "all_actions", -50.0),
+        (1, "all_actions", -20.0),
+        (2, "first_action", -8.0),
+        (3, "first_action", -4.0),
+    ];
+    for (seed, reading, best) in curves {
+        write_run(
+            &root,
+            pt,
+            "mpg_v1",
+            seed,
+            Some(&progress(&[(0, -500.0), (3000, best)], 1.0, 1.0)),
+            Some(&cfg(reading, seed)),
+        );
+    }
+    let summary = write_report(&root, &root.join("out")).unwrap();
+    let rows = &summary.tables[0].rows;
+    let names: Vec<&str> = rows.iter().map(|r| r.display.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "MPG-v1 [rollout_gradient=all_actions]",
+            "MPG-v1 [rollout_gradient=first_action]"
+        ]
+    );
+    assert_eq!(rows[0].best_returns, vec![-50.0, -20.0]);
+    assert_eq!(rows[1].best_returns, vec![-8.0, -4.0]);
+    let md = fs::read_to_string(root.join("out/table1.md")).unwrap();
+    assert!(
+        md.contains("| MPG-v1 [rollout_gradient=first_action] |"),
+        "{md}"
+    );
+    fs::remove_dir_all(&root).ok();
+}
