@@ -436,3 +436,22 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
     );
     fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn learning_curves_are_median_and_interquartile_range() {
+    let root = fixture();
+    let loaded = mixpg::report::load_runs(&root.join("RUNS")).unwrap();
+    let mpg: Vec<_> = loaded
+        .runs
+        .into_iter()
+        .filter(|r| r.algo == "mpg_v1")
+        .collect();
+    let pts = mixpg::report::plots::curve_points(&mpg);
+    // Iteration 3000: seeds at -50, -120, -90 → sorted -120, -90, -50.
+    let (it, q25, med, q75) = pts[1];
+    assert_eq!(it, 3000.0);
+    assert_eq!((q25, med, q75), (-105.0, -90.0, -70.0));
+    // Iteration 12000: only one seed (-60).
+    assert_eq!(pts.last().unwrap(), &(12000.0, -60.0, -60.0, -60.0));
+    fs::remove_dir_all(&root).ok();
+}

@@ -98,15 +98,6 @@ impl Task {
             Task::Lqr => -10.0,
         }
     }
-
-    /// y-axis range of the learning curves (reference ploter's limits).
-    pub fn curve_y_range(self) -> (f64, f64) {
-        match self {
-            Task::PathTracking => (-800.0, 50.0),
-            Task::Pendulum => (-60.0, 5.0),
-            Task::Lqr => (-60.0, 5.0),
-        }
-    }
 }
 
 impl fmt::Display for Task {
