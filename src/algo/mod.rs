@@ -9,6 +9,7 @@
 //! Both gradients of an iteration are computed from the same snapshot (as the reference
 //! code's learners do), so the serial trainer is the asynchronous one with zero staleness.
 
+pub mod bias;
 pub mod policy;
 pub mod schedule;
 pub mod targets;

@@ -29,6 +29,7 @@
 //! Nothing panics. [`write_report`] returns an error only if the runs directory cannot be
 //! read, no valid run remains, or an output file cannot be written.
 
+pub mod bias;
 pub mod plots;
 pub mod stats;
 pub mod table;
