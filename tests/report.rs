@@ -434,7 +434,36 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
         md.contains("| MPG-v1 [rollout_gradient=first_action] |"),
         "{md}"
     );
+
+    // A key present in some configs only still separates the runs (never silently mixed).
+    let partial = scratch("variants-partial");
+    for (seed, reading) in [(0, None), (1, Some("first_action"))] {
+        let extra = reading.map_or(String::new(), |r| format!("rollout_gradient = \"{r}\"\n"));
+        let text = format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\n{extra}");
+        write_run(
+            &partial,
+            pt,
+            "mpg_v1",
+            seed,
+            Some(&progress(&[(0, -500.0), (3000, -9.0)], 1.0, 1.0)),
+            Some(&text),
+        );
+    }
+    let summary = write_report(&partial, &partial.join("out")).unwrap();
+    let names: Vec<&str> = summary.tables[0]
+        .rows
+        .iter()
+        .map(|r| r.display.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "MPG-v1 [rollout_gradient=(unset)]",
+            "MPG-v1 [rollout_gradient=first_action]"
+        ]
+    );
     fs::remove_dir_all(&root).ok();
+    fs::remove_dir_all(&partial).ok();
 }
 
 #[test]

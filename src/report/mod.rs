@@ -378,10 +378,11 @@ const NOT_A_VARIANT: [&str; 4] = [
     "train.log_interval",
 ];
 
-/// The variant label of each run of one algorithm: the config keys that take two or more
-/// values within `runs` (other than the seed and bookkeeping keys), as `key=value, ...`
-/// (`(unset)` for a run whose config lacks the key), each key named by its last component
-/// unless two differing keys share it. Empty when all agree.
+/// The variant label of each run of one algorithm: the config keys that differ between the
+/// runs that have a `config.toml` (other than the seed and bookkeeping keys; a key missing
+/// from one config counts as a different value, `(unset)`), as `key=value, ...`, each key
+/// named by its last component unless two differing keys share it. Runs without a config are
+/// compared on nothing: their label is empty. Empty when all agree.
 pub fn variant_labels(runs: &[Run]) -> Vec<String> {
     let keys: std::collections::BTreeSet<&String> =
         runs.iter().flat_map(|r| r.config.keys()).collect();
@@ -389,8 +390,11 @@ pub fn variant_labels(runs: &[Run]) -> Vec<String> {
         .into_iter()
         .filter(|k| !NOT_A_VARIANT.contains(&k.as_str()))
         .filter(|k| {
-            let values: std::collections::BTreeSet<&String> =
-                runs.iter().filter_map(|r| r.config.get(*k)).collect();
+            let values: std::collections::BTreeSet<Option<&String>> = runs
+                .iter()
+                .filter(|r| !r.config.is_empty())
+                .map(|r| r.config.get(*k))
+                .collect();
             values.len() > 1
         })
         .collect();
@@ -401,6 +405,9 @@ pub fn variant_labels(runs: &[Run]) -> Vec<String> {
     };
     runs.iter()
         .map(|r| {
+            if r.config.is_empty() {
+                return String::new();
+            }
             differing
                 .iter()
                 .map(|k| {

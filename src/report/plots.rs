@@ -79,7 +79,7 @@ pub(crate) fn ensure_fonts() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
 }
 
-/// Fixed colour per algorithm so all figures agree.
+/// Fixed colour per algorithm (and variant) so all figures agree.
 pub fn algo_color(key: &str) -> RGBColor {
     match key {
         "mpg_v1" => RGBColor(214, 39, 40),
@@ -93,6 +93,19 @@ pub fn algo_color(key: &str) -> RGBColor {
             let h = other
                 .bytes()
                 .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+            if other.contains(" [") {
+                // Variants (`algo [key=value]`): colours no algorithm uses.
+                const VARIANT: [(u8, u8, u8); 6] = [
+                    (227, 119, 194),
+                    (188, 189, 34),
+                    (60, 60, 60),
+                    (23, 60, 120),
+                    (140, 0, 80),
+                    (0, 128, 110),
+                ];
+                let (r, g, b) = VARIANT[h % VARIANT.len()];
+                return RGBColor(r, g, b);
+            }
             let c = Palette99::pick(h).to_rgba();
             RGBColor(c.0, c.1, c.2)
         }
