@@ -434,6 +434,12 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
         md.contains("| MPG-v1 [rollout_gradient=first_action] |"),
         "{md}"
     );
+    // Each variant has its own colour in every figure.
+    let grouped = mixpg::report::group_runs(mixpg::report::load_runs(&root).unwrap().runs);
+    let colors = mixpg::report::plots::Colors::new(&grouped);
+    let keys: Vec<&String> = grouped.values().flatten().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(colors.of(keys[0]), colors.of(keys[1]));
 
     // A key present in some configs only still separates the runs (never silently mixed).
     let partial = scratch("variants-partial");

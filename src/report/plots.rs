@@ -79,7 +79,7 @@ pub(crate) fn ensure_fonts() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
 }
 
-/// Fixed colour per algorithm (and variant) so all figures agree.
+/// Fixed colour per algorithm so all figures agree.
 pub fn algo_color(key: &str) -> RGBColor {
     match key {
         "mpg_v1" => RGBColor(214, 39, 40),
@@ -93,22 +93,65 @@ pub fn algo_color(key: &str) -> RGBColor {
             let h = other
                 .bytes()
                 .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
-            if other.contains(" [") {
-                // Variants (`algo [key=value]`): colours no algorithm uses.
-                const VARIANT: [(u8, u8, u8); 6] = [
-                    (227, 119, 194),
-                    (188, 189, 34),
-                    (60, 60, 60),
-                    (23, 60, 120),
-                    (140, 0, 80),
-                    (0, 128, 110),
-                ];
-                let (r, g, b) = VARIANT[h % VARIANT.len()];
-                return RGBColor(r, g, b);
-            }
             let c = Palette99::pick(h).to_rgba();
             RGBColor(c.0, c.1, c.2)
         }
+    }
+}
+
+/// Colours of one report: each algorithm its fixed colour, each variant (`algo [key=value]`)
+/// a distinct colour no algorithm uses, assigned in display order, the same in every figure.
+pub struct Colors(BTreeMap<String, RGBColor>);
+
+impl Colors {
+    /// Assign the colours of every algorithm and variant in `grouped`.
+    pub fn new(grouped: &Grouped) -> Self {
+        const VARIANT: [(u8, u8, u8); 6] = [
+            (227, 119, 194),
+            (60, 60, 60),
+            (188, 189, 34),
+            (140, 0, 80),
+            (0, 128, 110),
+            (23, 60, 120),
+        ];
+        let mut map = BTreeMap::new();
+        let mut variants = 0;
+        for (key, _) in grouped.values().flatten() {
+            if map.contains_key(key) {
+                continue;
+            }
+            let color = if key.contains(" [") {
+                let (r, g, b) = VARIANT[variants % VARIANT.len()];
+                variants += 1;
+                RGBColor(r, g, b)
+            } else {
+                algo_color(key)
+            };
+            map.insert(key.clone(), color);
+        }
+        Self(map)
+    }
+
+    /// The colour of an algorithm or variant key.
+    pub fn of(&self, key: &str) -> RGBColor {
+        self.0.get(key).copied().unwrap_or_else(|| algo_color(key))
+    }
+}
+
+/// A compact display name for a category axis: a variant keeps only its values
+/// (`MPG-v1 [rollout_gradient=first_action]` → `MPG-v1 [first_action]`).
+fn short_name(key: &str) -> String {
+    let name = algo_display_name(key);
+    match name.split_once(" [") {
+        Some((base, variant)) => {
+            let values: Vec<&str> = variant
+                .trim_end_matches(']')
+                .split(", ")
+                .map(|kv| kv.split_once('=').map_or(kv, |(_, v)| v))
+                .collect();
+            format!("{base} [{}]", values.join(", "))
+        }
+        None => name,
     }
 }
 
@@ -141,11 +184,12 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
     ensure_fonts()?;
     let mut files = Vec::new();
     let n = grouped.len().max(1) as u32;
+    let colors = Colors::new(grouped);
 
     let p = out.join("curves.png");
     {
         let root = BitMapBackend::new(&p, (1050 * n, 560)).into_drawing_area();
-        draw_curves(&root, grouped)?;
+        draw_curves(&root, grouped, &colors)?;
         root.present()
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -154,7 +198,7 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
     let p = out.join("curves.svg");
     {
         let root = SVGBackend::new(&p, (1050 * n, 560)).into_drawing_area();
-        draw_curves(&root, grouped)?;
+        draw_curves(&root, grouped, &colors)?;
         root.present()
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -163,7 +207,7 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
     let p = out.join("convergence.png");
     {
         let root = BitMapBackend::new(&p, (1050 * n, 560)).into_drawing_area();
-        draw_convergence(&root, grouped)?;
+        draw_convergence(&root, grouped, &colors)?;
         root.present()
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -177,7 +221,7 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
             .count()
             .max(1) as u32;
         let root = BitMapBackend::new(&p, (1440, 480 * rows)).into_drawing_area();
-        draw_timing(&root, grouped)?;
+        draw_timing(&root, grouped, &colors)?;
         root.present()
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -336,6 +380,7 @@ const LEGEND_W: i32 = 330;
 fn draw_curves<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     grouped: &Grouped,
+    colors: &Colors,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
@@ -369,7 +414,7 @@ where
 
         let mut legend = Vec::new();
         for (algo, runs) in algos {
-            let color = algo_color(algo);
+            let color = colors.of(algo);
             let pts = curve_points(runs);
             if pts.len() > 1 && runs.len() > 1 {
                 let band: Vec<(f64, f64)> = pts
@@ -425,6 +470,7 @@ where
 fn draw_convergence<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     grouped: &Grouped,
+    colors: &Colors,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
@@ -479,7 +525,7 @@ where
         let m = table.rows.len().max(1) as f64;
         let step = (0.5 / m).min(0.08);
         for (k, row) in table.rows.iter().enumerate() {
-            let color = algo_color(&row.algo);
+            let color = colors.of(&row.algo);
             let off = (k as f64 - (m - 1.0) / 2.0) * step;
             let pts: Vec<Option<(f64, f64, Option<f64>)>> = row
                 .reach
@@ -571,6 +617,7 @@ fn has_timing(algos: &[(String, Vec<Run>)]) -> bool {
 fn draw_timing<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     grouped: &Grouped,
+    colors: &Colors,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
@@ -624,7 +671,7 @@ where
                 .iter()
                 .filter_map(|(_, b, _)| b.map(|b| b.whisker_lo))
                 .fold(0.0f64, f64::min);
-            let names: Vec<String> = boxes.iter().map(|(a, _, _)| algo_display_name(a)).collect();
+            let names: Vec<String> = boxes.iter().map(|(a, _, _)| short_name(a)).collect();
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("{}: {}", task.display_name(), title), (FONT, 22))
                 .margin(14)
@@ -652,7 +699,7 @@ where
                 let Some(b) = b else {
                     continue;
                 };
-                let color = algo_color(algo);
+                let color = colors.of(algo);
                 let x = j as f64;
                 let hw = 0.3;
                 chart.draw_series([
