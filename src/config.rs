@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub use crate::env::CollectReset;
 use crate::nn::{AdamConfig, LrSchedule, NetSpec};
 
 /// A complete run configuration.
@@ -95,15 +96,27 @@ impl AlgoName {
     }
 }
 
-/// How the actions taken after the first one in MPG's model rollout enter the gradient.
+/// How the actions taken after the first one in MPG's model rollout enter the gradient
+/// (see `docs/design.md`, "The two readings of eq. (6)").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutGradient {
-    /// The paper's eq. (6): differentiate the whole trajectory, every action a_t = π_θ(s_t).
+    /// The gradient of loss (9) itself, n-step ADP's BPTT: every action a_t = π_θ(s_t).
     AllActions,
-    /// The reference code: θ enters only through a_0; later actions come from a frozen copy
-    /// of the policy (gradients still flow through the states).
+    /// Eq. (6)'s computation (one ∇θπ_θ(s_0) factor), as the reference code: θ enters only
+    /// through a_0; later actions come from a frozen copy of the policy (gradients still flow
+    /// through the states).
     FirstAction,
+}
+
+/// Where the n-step value targets of MPG-v1, n-step DPG and n-step ADP are rolled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueTarget {
+    /// The true environment, reset to each replayed state (the paper).
+    Env,
+    /// The prior model, as the reference code's n-step ADP does.
+    Model,
 }
 
 /// Algorithm hyper-parameters. Fields not used by an algorithm are ignored by it.
@@ -173,6 +186,10 @@ pub struct AlgoConfig {
     /// How later rollout actions enter MPG's gradient.
     #[serde(default = "d_rollout_grad")]
     pub rollout_gradient: RolloutGradient,
+    /// Where n-step value targets are rolled out: `env` (default, the paper) or `model`
+    /// (the reference code's n-step ADP).
+    #[serde(default = "d_value_target")]
+    pub value_target: ValueTarget,
     /// TD3 target-policy smoothing noise std.
     #[serde(default = "d_target_noise")]
     pub target_noise: f64,
@@ -225,6 +242,11 @@ pub struct TrainConfig {
     /// Abort after this many consecutive steps with non-finite losses or gradients.
     #[serde(default = "d_nonfinite")]
     pub max_nonfinite_streak: u64,
+    /// Which agents data collection resets after each step: `done` (default: those that
+    /// terminated or truncated) or `every_step` (all, re-sampled from the initial
+    /// distribution: the reference code's effective behaviour, a bug kept as an option).
+    #[serde(default)]
+    pub collect_reset: CollectReset,
 }
 
 /// Execution mode.
@@ -406,6 +428,9 @@ fn d_schedule_t() -> u64 {
 }
 fn d_rollout_grad() -> RolloutGradient {
     RolloutGradient::AllActions
+}
+fn d_value_target() -> ValueTarget {
+    ValueTarget::Env
 }
 fn d_target_noise() -> f64 {
     0.2

@@ -182,10 +182,15 @@ fn weight_schedule_matches_hand_computed_values() {
 
 #[test]
 fn mpg_gradient_is_the_weighted_ndpg_and_nadp_gradients() {
-    // With the whole trajectory differentiated, MPG's J_H part is n-step ADP's policy loss on
-    // the same batch with H steps: the MPG gradient is w_data·∇J_0 + w_model·∇J_H exactly.
+    // On the `all_actions` reading (the gradient of loss (9), every rollout action π_θ(s_t)),
+    // MPG's J_H part is n-step ADP's policy loss on the same batch with H steps: the MPG
+    // gradient is w_data·∇J_0 + w_model·∇J_H exactly. (Eq. (6)'s `first_action` reading
+    // differs from n-step ADP's BPTT by design; see the next test.)
     let sets = ["network.hidden=[16, 16]", "algo.horizon=6"];
-    let mpg = lqr_config("mpg_v1", &sets);
+    let mpg = lqr_config(
+        "mpg_v1",
+        &[sets[0], sets[1], "algo.rollout_gradient=all_actions"],
+    );
     let (nets, p, obs) = setup(&mpg);
     for k in [0, 150, 299] {
         let (wd, wm) = mpg_weights(k, 300, 0.1, 6);

@@ -440,3 +440,28 @@ fn command_line_parses() {
         Command::Report(_)
     ));
 }
+
+#[test]
+fn table1_preset_is_five_seeds_of_twenty_thousand_iterations() {
+    let mut a = BenchArgs::new("all", &[], Path::new("unused"));
+    a.task = None;
+    a.preset = Some(Preset::Table1);
+    a.configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let plan = a.plan().unwrap();
+    assert_eq!(plan.runs.len(), 2 * 6 * 5);
+    for r in &plan.runs {
+        let t = &r.cfg.train;
+        assert_eq!(
+            (
+                t.iterations,
+                t.eval_interval,
+                t.eval_episodes,
+                t.checkpoint_interval
+            ),
+            (20_000, 1000, 5, 1000)
+        );
+        assert_eq!(t.seed, r.seed);
+    }
+    let cli = Cli::try_parse_from(["mixpg", "bench", "--preset", "table1", "--out", "x"]);
+    assert!(cli.is_ok());
+}

@@ -67,3 +67,25 @@ fn overrides_apply_and_resolved_config_round_trips() {
     let again = Config::from_toml_str(&c.to_toml(), &[]).unwrap();
     assert_eq!(c, again);
 }
+
+/// Every shipped config collects 512 transitions per 10 iterations, as the reference's worker
+/// batch (path tracking 8 agents × 64 steps, pendulum 1 × 512).
+#[test]
+fn shipped_configs_collect_as_the_reference() {
+    for task in ["path_tracking", "pendulum"] {
+        for algo in AlgoName::ALL {
+            if algo == AlgoName::Ddpg {
+                continue; // built from td3.toml by `mixpg bench`
+            }
+            let path = format!(
+                "{}/configs/{task}/{}.toml",
+                env!("CARGO_MANIFEST_DIR"),
+                algo.as_str()
+            );
+            let c = Config::load(std::path::Path::new(&path), &[]).unwrap();
+            let per_collection = c.task.num_agents * c.algo.collect_steps;
+            assert_eq!(per_collection, 512, "{path}");
+            assert_eq!(c.algo.collect_interval, 10, "{path}");
+        }
+    }
+}

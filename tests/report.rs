@@ -390,3 +390,103 @@ fn config_wins_over_path_with_warning() {
     assert!(summary.warnings[0].contains("using the config"));
     fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn runs_differing_in_a_config_key_become_labelled_rows() {
+    let root = scratch("variants");
+    let pt = "path_tracking";
+    let cfg = |reading: &str, seed: u32| {
+        format!(
+            "[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nrollout_gradient = \"{reading}\"\n\n[train]\nseed = {seed}\nlog_interval = {}\n",
+            seed + 1
+        )
+    };
+    let curves = [
+        (0, "all_actions", -50.0),
+        (1, "all_actions", -20.0),
+        (2, "first_action", -8.0),
+        (3, "first_action", -4.0),
+    ];
+    for (seed, reading, best) in curves {
+        write_run(
+            &root,
+            pt,
+            "mpg_v1",
+            seed,
+            Some(&progress(&[(0, -500.0), (3000, best)], 1.0, 1.0)),
+            Some(&cfg(reading, seed)),
+        );
+    }
+    let summary = write_report(&root, &root.join("out")).unwrap();
+    let rows = &summary.tables[0].rows;
+    let names: Vec<&str> = rows.iter().map(|r| r.display.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "MPG-v1 [rollout_gradient=all_actions]",
+            "MPG-v1 [rollout_gradient=first_action]"
+        ]
+    );
+    assert_eq!(rows[0].best_returns, vec![-50.0, -20.0]);
+    assert_eq!(rows[1].best_returns, vec![-8.0, -4.0]);
+    let md = fs::read_to_string(root.join("out/table1.md")).unwrap();
+    assert!(
+        md.contains("| MPG-v1 [rollout_gradient=first_action] |"),
+        "{md}"
+    );
+    // Each variant has its own colour in every figure.
+    let grouped = mixpg::report::group_runs(mixpg::report::load_runs(&root).unwrap().runs);
+    let colors = mixpg::report::plots::Colors::new(&grouped);
+    let keys: Vec<&String> = grouped.values().flatten().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(colors.of(keys[0]), colors.of(keys[1]));
+
+    // A key present in some configs only still separates the runs (never silently mixed).
+    let partial = scratch("variants-partial");
+    for (seed, reading) in [(0, None), (1, Some("first_action"))] {
+        let extra = reading.map_or(String::new(), |r| format!("rollout_gradient = \"{r}\"\n"));
+        let text = format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\n{extra}");
+        write_run(
+            &partial,
+            pt,
+            "mpg_v1",
+            seed,
+            Some(&progress(&[(0, -500.0), (3000, -9.0)], 1.0, 1.0)),
+            Some(&text),
+        );
+    }
+    let summary = write_report(&partial, &partial.join("out")).unwrap();
+    let names: Vec<&str> = summary.tables[0]
+        .rows
+        .iter()
+        .map(|r| r.display.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "MPG-v1 [rollout_gradient=(unset)]",
+            "MPG-v1 [rollout_gradient=first_action]"
+        ]
+    );
+    fs::remove_dir_all(&root).ok();
+    fs::remove_dir_all(&partial).ok();
+}
+
+#[test]
+fn learning_curves_are_median_and_interquartile_range() {
+    let root = fixture();
+    let loaded = mixpg::report::load_runs(&root.join("RUNS")).unwrap();
+    let mpg: Vec<_> = loaded
+        .runs
+        .into_iter()
+        .filter(|r| r.algo == "mpg_v1")
+        .collect();
+    let pts = mixpg::report::plots::curve_points(&mpg);
+    // Iteration 3000: seeds at -50, -120, -90 → sorted -120, -90, -50.
+    let (it, q25, med, q75) = pts[1];
+    assert_eq!(it, 3000.0);
+    assert_eq!((q25, med, q75), (-105.0, -90.0, -70.0));
+    // Iteration 12000: only one seed (-60).
+    assert_eq!(pts.last().unwrap(), &(12000.0, -60.0, -60.0, -60.0));
+    fs::remove_dir_all(&root).ok();
+}

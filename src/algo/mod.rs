@@ -9,6 +9,7 @@
 //! Both gradients of an iteration are computed from the same snapshot (as the reference
 //! code's learners do), so the serial trainer is the asynchronous one with zero staleness.
 
+pub mod bias;
 pub mod policy;
 pub mod schedule;
 pub mod targets;
@@ -22,7 +23,7 @@ use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{AlgoName, Config};
+use crate::config::{AlgoName, Config, ValueTarget};
 use crate::env::{Env, PriorModel, TaskSpec};
 use crate::nn::{
     self, Adam, DetPolicy, GaussianPolicy, ParamSet, QNet, device, plain_device, tensor2,
@@ -203,6 +204,12 @@ pub struct GradStats {
     pub policy_loss: Option<f64>,
     /// Wall time of the policy-gradient computation, ms.
     pub pg_time_ms: Option<f64>,
+    /// Fraction of the batch's transitions that ended in a failure state.
+    pub terminated_frac: f64,
+    /// Global norm of the Q gradient before clipping (mean over the trained Q networks).
+    pub q_grad_norm: f64,
+    /// Global norm of the policy gradient before clipping, when it was computed.
+    pub pi_grad_norm: Option<f64>,
 }
 
 impl Grads {
@@ -385,7 +392,11 @@ impl Learner {
 
     /// Compute the value targets of a fresh batch with the snapshot `p`.
     pub fn targets(&mut self, p: &Params, batch: HostBatch) -> TargetBatch {
-        let targets = if self.uses_n_step() {
+        let from_model = self.cfg.algo.value_target == ValueTarget::Model;
+        let targets = if self.uses_n_step() && from_model {
+            let model = self.model.as_ref();
+            targets::n_step_model(&self.nets, &self.cfg, p, model, &batch, &mut self.rng)
+        } else if self.uses_n_step() {
             let env = self
                 .env
                 .as_deref_mut()
@@ -426,11 +437,18 @@ impl Learner {
             }
             None => (None, None),
         };
+        let n1 = nn::global_norm(&g1) as f64;
+        let q_grad_norm = q2
+            .as_ref()
+            .map_or(n1, |g2| 0.5 * (n1 + nn::global_norm(g2) as f64));
+        let terminated_frac = b.terminated.iter().sum::<f32>() as f64 / b.len.max(1) as f64;
         let mut grads = Grads {
             q1: g1,
             q2,
             stats: GradStats {
                 q_loss: l2.map_or(l1, |l2| 0.5 * (l1 + l2)),
+                terminated_frac,
+                q_grad_norm,
                 ..Default::default()
             },
             ..Default::default()
@@ -444,6 +462,7 @@ impl Learner {
                 model: self.model.as_ref(),
             };
             let out = policy::gradient(ctx, &b.obs, k, &mut self.rng);
+            grads.stats.pi_grad_norm = Some(nn::global_norm(&out.grads) as f64);
             grads.pi = Some(out.grads);
             grads.log_alpha = out.log_alpha_grad;
             grads.stats.policy_loss = Some(out.loss);
@@ -451,6 +470,17 @@ impl Learner {
         }
         grads
     }
+}
+
+/// `action` clipped to the task's bounds per dimension (differentiable inside them): what the
+/// environment applies and the replay stores, so Q is always evaluated on its training support.
+pub fn clip_to_bounds(spec: &TaskSpec, action: Tensor<2>) -> Tensor<2> {
+    let [n, a] = action.dims();
+    let dev = plain_device();
+    let rows = |b: &[f32]| tensor2(b.iter().copied().cycle().take(n * a).collect(), n, a, &dev);
+    action
+        .max_pair(rows(&spec.action_low))
+        .min_pair(rows(&spec.action_high))
 }
 
 /// Actions for a batch of observations with the policy snapshot `pi`: deterministic, or with

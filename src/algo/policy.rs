@@ -4,7 +4,8 @@
 //! - model-driven `J_H = E[Σ_{t<H} γ^t r̃_t + γ^H Q1(s_H, π(s_H))]` through the prior model by
 //!   BPTT (n-step ADP);
 //! - mixed `w_data J_0 + w_model J_H` with the weights of eqs. (10)–(11) (MPG);
-//! - SAC's `E[α log π(a|s) − min_i Q_i(s, a)]`, `a ~ π` reparameterised.
+//! - SAC's `E[α log π(a|s) − min_i Q_i(s, clip(a))]`, `a ~ π` reparameterised, Q fed the
+//!   action clipped to the bounds as stored.
 //!
 //! The Q networks are frozen constants here; only the policy's parameters are tracked.
 
@@ -13,7 +14,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-use super::{Nets, Params, PolicyNet, schedule::mpg_weights};
+use super::{Nets, Params, PolicyNet, clip_to_bounds, schedule::mpg_weights};
 use crate::config::{AlgoName, Config, RolloutGradient};
 use crate::env::PriorModel;
 use crate::nn::{self, plain_device, tensor2};
@@ -58,9 +59,10 @@ pub fn loss(
             let (n, d) = (s.dims()[0], nets.spec.act_dim);
             let eps: Vec<f32> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
             let smp = g.sample(pi, s.clone(), tensor2(eps, n, d, &plain_device()));
-            let q1 = nets.q.forward(p.q1.frozen(), s.clone(), smp.action.clone());
+            let a_q = clip_to_bounds(&nets.spec, smp.action);
+            let q1 = nets.q.forward(p.q1.frozen(), s.clone(), a_q.clone());
             let q = match &p.q2 {
-                Some(q2) => q1.min_pair(nets.q.forward(q2.frozen(), s, smp.action)),
+                Some(q2) => q1.min_pair(nets.q.forward(q2.frozen(), s, a_q)),
                 None => q1,
             };
             let loss = smp
@@ -91,9 +93,10 @@ pub fn data_return(nets: &Nets, p: &Params, pi: &[Tensor<2>], s: Tensor<2>) -> T
 }
 
 /// `J_H = mean[Σ_{t<H} γ^t r̃_t + γ^H Q1(s_H, π(s_H))]` over an H-step rollout of the prior
-/// model from `s`. With `all_actions`, every action is `π_θ(s_t)` (the paper's eq. 6);
-/// otherwise only `a_0` depends on θ directly and later actions come from the policy's
-/// parameters as constants (the reference code), gradients still flowing through the states.
+/// model from `s`. With `all_actions`, every action is `π_θ(s_t)` (the gradient of loss (9),
+/// n-step ADP's BPTT); otherwise only `a_0` depends on θ directly and later actions come from
+/// the policy's parameters as constants, gradients still flowing through the states (eq. (6)'s
+/// single `∇θπ_θ(s_0)` factor, as the reference code).
 pub fn model_return(
     ctx: PolicyCtx,
     pi: &[Tensor<2>],

@@ -10,9 +10,9 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-use super::{Nets, Params, PolicyNet};
+use super::{Nets, Params, PolicyNet, clip_to_bounds};
 use crate::config::{AlgoName, Config};
-use crate::env::{Env, StepOut};
+use crate::env::{Env, PriorModel, StepOut};
 use crate::nn::{self, plain_device, tensor1, tensor2};
 use crate::replay::HostBatch;
 
@@ -44,6 +44,53 @@ pub fn n_step(nets: &Nets, cfg: &Config, p: &Params, env: &mut dyn Env, b: &Host
         std::mem::swap(&mut obs, &mut out.next_obs);
     }
     let s_n = tensor2(obs, b.len, o, &dev);
+    with_tail(nets, cfg, p, &ret, disc, s_n)
+}
+
+/// n-step targets rolled out in the prior model instead of the true environment
+/// (`algo.value_target = "model"`, the reference code's n-step ADP): from each replayed
+/// `(s, a)` the model takes `a`, then follows the current policy for `n − 1` steps, with the
+/// same tail as [`n_step`].
+pub fn n_step_model(
+    nets: &Nets,
+    cfg: &Config,
+    p: &Params,
+    model: &dyn PriorModel,
+    b: &HostBatch,
+    rng: &mut Pcg64Mcg,
+) -> Vec<f32> {
+    let (o, a) = (nets.spec.obs_dim, nets.spec.act_dim);
+    let dev = plain_device();
+    let scale = cfg.task.reward_scale as f32;
+    let gamma = cfg.algo.gamma as f32;
+    let mut s = tensor2(b.obs.clone(), b.len, o, &dev);
+    let mut act = tensor2(b.act.clone(), b.len, a, &dev);
+    let mut ret = vec![0.0f32; b.len];
+    let mut disc = 1.0f32;
+    for t in 0..cfg.algo.n_step {
+        if t > 0 {
+            act = nets.policy.act(p.pi.frozen(), s.clone());
+        }
+        let (s2, r) = model.step(s, act.clone(), rng);
+        for (acc, rew) in ret.iter_mut().zip(nn::to_vec(r)) {
+            *acc += disc * scale * rew;
+        }
+        disc *= gamma;
+        s = s2;
+    }
+    with_tail(nets, cfg, p, &ret, disc, s)
+}
+
+/// `ret + disc · Q1'(s_n, π'(s_n))` with the target networks, the bootstrap value optionally
+/// clipped to `algo.bootstrap_clip`.
+fn with_tail(
+    nets: &Nets,
+    cfg: &Config,
+    p: &Params,
+    ret: &[f32],
+    disc: f32,
+    s_n: Tensor<2>,
+) -> Vec<f32> {
     let a_n = nets.policy.act(p.pi_t.frozen(), s_n.clone());
     let mut tail = nn::to_vec(nets.q.forward(p.q1_t.frozen(), s_n, a_n));
     if let Some([lo, hi]) = cfg.algo.bootstrap_clip {
@@ -58,7 +105,7 @@ pub fn n_step(nets: &Nets, cfg: &Config, p: &Params, env: &mut dyn Env, b: &Host
 /// - TD3: the same with target-policy smoothing noise, clipped, and the action clipped to the
 ///   bounds;
 /// - DDPG: `Q1'(s', π'(s'))`;
-/// - SAC: `min_i Q_i'(s', a') − α log π(a'|s')` with `a' ~ π(·|s')`.
+/// - SAC: `min_i Q_i'(s', clip(a')) − α log π(a'|s')` with `a' ~ π(·|s')`.
 pub fn one_step(
     nets: &Nets,
     cfg: &Config,
@@ -83,7 +130,8 @@ pub fn one_step(
         (AlgoName::Sac, PolicyNet::Gauss(g)) => {
             let eps: Vec<f32> = (0..b.len * a).map(|_| rng.sample(StandardNormal)).collect();
             let smp = g.sample(p.pi.frozen(), s2.clone(), tensor2(eps, b.len, a, &dev));
-            min_q(smp.action).sub(smp.log_prob.mul_scalar(p.alpha() as f32))
+            min_q(clip_to_bounds(&nets.spec, smp.action))
+                .sub(smp.log_prob.mul_scalar(p.alpha() as f32))
         }
         (AlgoName::Td3, policy) => {
             let mut act = nn::to_vec(policy.act(p.pi_t.frozen(), s2.clone()));

@@ -42,6 +42,9 @@ pub enum Preset {
     /// Both tasks, the six Table I algorithms, 5 seeds × 100 000 iterations, eval every 3000
     /// (the paper's protocol).
     Paper,
+    /// Both tasks, the six Table I algorithms, 5 seeds × 20 000 iterations, eval (5 episodes)
+    /// and checkpoint every 1000: Table I's convergence columns with the paper's seed count.
+    Table1,
 }
 
 /// The values a preset stands for.
@@ -65,6 +68,7 @@ impl Preset {
         let (seeds, iterations, interval, checkpoint) = match self {
             Preset::Quick => (3, 6000, 500, 3000),
             Preset::Paper => (5, 100_000, 3000, 3000),
+            Preset::Table1 => (5, 20_000, 1000, 1000),
         };
         PresetValues {
             tasks: PAPER_TASKS.iter().map(|s| s.to_string()).collect(),
@@ -75,6 +79,7 @@ impl Preset {
                 format!("train.iterations={iterations}"),
                 format!("train.eval_interval={interval}"),
                 format!("train.checkpoint_interval={checkpoint}"),
+                "train.eval_episodes=5".to_string(),
             ],
         }
     }

@@ -1,6 +1,7 @@
 //! The `mixpg` command line.
 
 pub mod bench;
+pub mod bias;
 
 use std::path::PathBuf;
 
@@ -56,6 +57,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write Table I and the figures from a runs directory.
     Report(bench::ReportArgs),
+    /// Theorem 2 measured: at every checkpoint of a run, the relative bias of the data-driven
+    /// and the model-driven PGs (per horizon) against a reference PG through the exact model;
+    /// writes `bias.csv` and `bias.png`.
+    AnalyzeBias(bias::BiasArgs),
 }
 
 /// Arguments of `mixpg resume`.
@@ -255,6 +260,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::run_grid(&args)?.check(),
         Command::Report(args) => bench::report(&args).map(|_| ()),
+        Command::AnalyzeBias(args) => bias::analyze_bias(&args).map(|_| ()),
     }
 }
 

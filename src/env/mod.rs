@@ -7,7 +7,9 @@ pub mod pendulum;
 
 use anyhow::{Result, bail};
 use burn::tensor::Tensor;
+use rand::RngCore;
 use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
 
 /// Names of the registered tasks (`lqr` is the small test task with a known optimum).
 pub const TASKS: [&str; 3] = ["path_tracking", "pendulum", "lqr"];
@@ -53,6 +55,27 @@ fn unknown(name: &str) -> String {
         "task `{name}` is not available in this build (known: {})",
         TASKS.join(", ")
     )
+}
+
+/// Which agents data collection resets after each step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectReset {
+    /// Only the agents whose step terminated or truncated.
+    #[default]
+    Done,
+    /// Every agent, re-sampled from the initial distribution: what the reference code does in
+    /// effect, because its path-tracking `done` is always true (a bug, kept as an option).
+    EveryStep,
+}
+
+/// Reset the agents after a collected step as `mode` says; `every_step` draws the new
+/// initial states' seed from `rng`.
+pub fn reset_after_collect(env: &mut dyn Env, mode: CollectReset, rng: &mut Pcg64Mcg) {
+    match mode {
+        CollectReset::Done => env.reset_done(),
+        CollectReset::EveryStep => env.reset(rng.next_u64()),
+    }
 }
 
 /// Static description of a task: dimensions, action bounds and episode length.

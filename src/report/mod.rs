@@ -15,7 +15,9 @@
 //!   `iteration` and `eval_return_mean` are required, `pg_time_ms` / `update_time_ms` are used
 //!   when present. Rows whose `eval_return_mean` is empty are not evaluation points; a
 //!   non-finite value (`nan`, `inf`) is treated as empty too. Empty timing cells are skipped.
-//! * `config.toml`: `[task] name` and `[algo] name` are read; nothing else.
+//! * `config.toml`: `[task] name` and `[algo] name` name the task and algorithm; runs of one
+//!   algorithm whose other keys differ (the seed and checkpoint/log intervals aside) become
+//!   separate rows labelled by the differing keys, e.g. `MPG-v1 [rollout_gradient=first_action]`.
 //!   If it is absent, task and algorithm come from the path `<task>/<algo>/<seed dir>`.
 //!   If both exist and disagree, the config wins and a warning is recorded.
 //!
@@ -27,6 +29,7 @@
 //! Nothing panics. [`write_report`] returns an error only if the runs directory cannot be
 //! read, no valid run remains, or an output file cannot be written.
 
+pub mod bias;
 pub mod plots;
 pub mod stats;
 pub mod table;
@@ -96,15 +99,6 @@ impl Task {
             Task::Lqr => -10.0,
         }
     }
-
-    /// y-axis range of the learning curves (reference ploter's limits).
-    pub fn curve_y_range(self) -> (f64, f64) {
-        match self {
-            Task::PathTracking => (-800.0, 50.0),
-            Task::Pendulum => (-60.0, 5.0),
-            Task::Lqr => (-60.0, 5.0),
-        }
-    }
 }
 
 impl fmt::Display for Task {
@@ -116,8 +110,13 @@ impl fmt::Display for Task {
 /// Known algorithm keys, in display order.
 pub const KNOWN_ALGOS: [&str; 7] = ["mpg_v1", "mpg_v2", "ndpg", "nadp", "ddpg", "td3", "sac"];
 
-/// Display name of an algorithm key (`mpg_v1` → `MPG-v1`, ...). Unknown keys are shown as is.
+/// Display name of an algorithm key (`mpg_v1` → `MPG-v1`, ...), keeping a variant label
+/// (`mpg_v1 [rollout_gradient=first_action]` → `MPG-v1 [rollout_gradient=first_action]`).
+/// Unknown keys are shown as is.
 pub fn algo_display_name(key: &str) -> String {
+    if let Some((base, variant)) = key.split_once(" [") {
+        return format!("{} [{variant}", algo_display_name(base));
+    }
     match key {
         "mpg_v1" => "MPG-v1",
         "mpg_v2" => "MPG-v2",
@@ -131,11 +130,13 @@ pub fn algo_display_name(key: &str) -> String {
     .to_string()
 }
 
-/// Sort key: known algorithms in paper order, then unknown ones alphabetically.
+/// Sort key: known algorithms in paper order, then unknown ones alphabetically; variants of
+/// an algorithm follow it.
 pub(crate) fn algo_sort_key(key: &str) -> (usize, String) {
+    let base = key.split_once(" [").map_or(key, |(b, _)| b);
     let idx = KNOWN_ALGOS
         .iter()
-        .position(|k| *k == key)
+        .position(|k| *k == base)
         .unwrap_or(KNOWN_ALGOS.len());
     (idx, key.to_string())
 }
@@ -154,6 +155,8 @@ pub struct Run {
     pub pg_time_ms: Vec<f64>,
     /// Non-empty `update_time_ms` values.
     pub update_time_ms: Vec<f64>,
+    /// Every `config.toml` value as `section.key = value` (empty without a config).
+    pub config: BTreeMap<String, String>,
 }
 
 /// A run that was left out of the report, with the reason.
@@ -286,10 +289,14 @@ fn load_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Run, String> {
     let path_task = file_name(dir.parent().and_then(Path::parent));
 
     let cfg_path = dir.join("config.toml");
+    let mut config = BTreeMap::new();
     let (task_name, algo) = if cfg_path.is_file() {
         let text = std::fs::read_to_string(&cfg_path)
             .map_err(|e| format!("cannot read config.toml: {e}"))?;
         let (t, a) = parse_config(&text).map_err(|e| format!("config.toml: {e}"))?;
+        if let Ok(table) = text.parse::<toml::Table>() {
+            flatten_config("", &table, &mut config);
+        }
         if path_task.as_deref().and_then(Task::from_name).is_some()
             && (path_task.as_deref() != Some(t.as_str())
                 || path_algo.as_deref() != Some(a.as_str()))
@@ -338,7 +345,79 @@ fn load_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Run, String> {
         evals: p.evals,
         pg_time_ms: p.pg_time_ms,
         update_time_ms: p.update_time_ms,
+        config,
     })
+}
+
+/// `section.key = value` for every leaf of a TOML table (inline tables and arrays are kept
+/// whole, strings unquoted).
+fn flatten_config(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) if prefix.is_empty() => flatten_config(&key, t, out),
+            toml::Value::String(s) => {
+                out.insert(key, s.clone());
+            }
+            other => {
+                out.insert(key, other.to_string());
+            }
+        }
+    }
+}
+
+/// Config keys that differ between runs without making them different experiments.
+const NOT_A_VARIANT: [&str; 4] = [
+    "train.seed",
+    "train.checkpoint_interval",
+    "train.keep_checkpoints",
+    "train.log_interval",
+];
+
+/// The variant label of each run of one algorithm: the config keys that differ between the
+/// runs that have a `config.toml` (other than the seed and bookkeeping keys; a key missing
+/// from one config counts as a different value, `(unset)`), as `key=value, ...`, each key
+/// named by its last component unless two differing keys share it. Runs without a config are
+/// compared on nothing: their label is empty. Empty when all agree.
+pub fn variant_labels(runs: &[Run]) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> =
+        runs.iter().flat_map(|r| r.config.keys()).collect();
+    let differing: Vec<&String> = keys
+        .into_iter()
+        .filter(|k| !NOT_A_VARIANT.contains(&k.as_str()))
+        .filter(|k| {
+            let values: std::collections::BTreeSet<Option<&String>> = runs
+                .iter()
+                .filter(|r| !r.config.is_empty())
+                .map(|r| r.config.get(*k))
+                .collect();
+            values.len() > 1
+        })
+        .collect();
+    let short = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
+    let name = |k: &str| {
+        let clash = differing.iter().filter(|d| short(d) == short(k)).count() > 1;
+        if clash { k.to_string() } else { short(k) }
+    };
+    runs.iter()
+        .map(|r| {
+            if r.config.is_empty() {
+                return String::new();
+            }
+            differing
+                .iter()
+                .map(|k| {
+                    let v = r.config.get(*k).map_or("(unset)", String::as_str);
+                    format!("{}={v}", name(k))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect()
 }
 
 /// Read `[task] name` and `[algo] name` from a run's `config.toml`.
@@ -438,15 +517,32 @@ fn parse_opt(s: &str, lineno: usize, col: &str) -> Result<Option<f64>, String> {
     Ok(v.is_finite().then_some(v))
 }
 
-/// Group runs by task and algorithm (algorithms in display order, seeds by directory).
+/// Group runs by task and algorithm (algorithms in display order, seeds by directory); runs
+/// of one algorithm whose configs differ in any key but the seed are split into variants
+/// keyed `algo [key=value, ...]` (see [`variant_labels`]).
 pub fn group_runs(runs: Vec<Run>) -> Grouped {
-    let mut map: BTreeMap<Task, BTreeMap<(usize, String), Vec<Run>>> = BTreeMap::new();
+    let mut by_algo: BTreeMap<(Task, String), Vec<Run>> = BTreeMap::new();
     for run in runs {
-        map.entry(run.task)
-            .or_default()
-            .entry(algo_sort_key(&run.algo))
+        by_algo
+            .entry((run.task, run.algo.clone()))
             .or_default()
             .push(run);
+    }
+    let mut map: BTreeMap<Task, BTreeMap<(usize, String), Vec<Run>>> = BTreeMap::new();
+    for ((task, algo), runs) in by_algo {
+        let labels = variant_labels(&runs);
+        for (run, label) in runs.into_iter().zip(labels) {
+            let key = if label.is_empty() {
+                algo.clone()
+            } else {
+                format!("{algo} [{label}]")
+            };
+            map.entry(task)
+                .or_default()
+                .entry(algo_sort_key(&key))
+                .or_default()
+                .push(run);
+        }
     }
     map.into_iter()
         .map(|(task, algos)| {

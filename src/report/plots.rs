@@ -4,15 +4,18 @@
 //! Text is rendered with the DejaVu Sans font embedded in the binary (plotters' `ab_glyph`
 //! feature), so no system font or fontconfig is needed.
 //!
-//! * `curves.png` / `curves.svg`: one panel per task; per algorithm the mean evaluation return
-//!   over seeds at each evaluation iteration (no smoothing) with a shaded Student-t 95% CI band
-//!   (only where at least two seeds have that iteration); dashed line at the task's minimum
-//!   requirement; values are clamped to the task's y range so early catastrophes don't hide
-//!   the curves.
-//! * `convergence.png`: one panel per task; x = goal return, y = iterations to reach it,
-//!   markers at the mean over the seeds that reached the goal with 95% CI whiskers (filled when
-//!   every seed reached it, hollow when only some did), lines joining consecutive reached
-//!   goals; goals nobody reached are left out (as in the paper).
+//! * `curves.png` / `curves.svg`: one panel per task; per algorithm (and variant) the median
+//!   evaluation return over seeds at each evaluation iteration (no smoothing) with a shaded
+//!   interquartile band (when there are at least two seeds), on a symmetric-log value axis
+//!   (linear within a fifth of the smallest goal of zero, logarithmic beyond) so that
+//!   catastrophic early returns and the goals near zero are both readable; dashed lines at
+//!   every goal of Table I, the minimum requirement in bold; the value range covers every goal
+//!   and every quartile; the legend sits beside the chart, never over the data.
+//! * `convergence.png`: one panel per task, as the paper's Fig. 4(b)/5(b); x = goal return,
+//!   y = iterations to reach it; per algorithm the mean over the seeds that reached the goal
+//!   as a solid line with a shaded 95% CI band over consecutive reached goals (a CI whisker
+//!   for an isolated goal), markers filled when every seed reached the goal and hollow when
+//!   only some did; goals nobody reached are left out (as in the paper); legend beside.
 //! * `timing.png`: one row per task that has timing data, columns `pg_time_ms` and
 //!   `update_time_ms`; Tukey box plots per algorithm over all rows of all seeds (box = quartiles,
 //!   median line, whiskers to the furthest points within 1.5 IQR, outliers as circles). The y
@@ -29,12 +32,13 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::register_font;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::stats::{box_stats, mean_ci};
+use super::stats::{box_stats, quantile_sorted};
 use super::table::task_table;
 use super::{AlgoRuns, Grouped, Run, Task, algo_display_name};
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Categorical axis: slots `0..n` at integer positions over `[-0.5, n - 0.5]`, with a tick
 /// (key point) exactly at each slot, so labels can be looked up by index.
@@ -61,7 +65,7 @@ impl Ranged for Slots {
 }
 
 /// Register the embedded DejaVu Sans font with plotters (once per process).
-fn ensure_fonts() -> anyhow::Result<()> {
+pub(crate) fn ensure_fonts() -> anyhow::Result<()> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
@@ -95,8 +99,64 @@ pub fn algo_color(key: &str) -> RGBColor {
     }
 }
 
+/// Colours of one report: each algorithm its fixed colour, each variant (`algo [key=value]`)
+/// a distinct colour no algorithm uses, assigned in display order, the same in every figure.
+pub struct Colors(BTreeMap<String, RGBColor>);
+
+impl Colors {
+    /// Assign the colours of every algorithm and variant in `grouped`.
+    pub fn new(grouped: &Grouped) -> Self {
+        const VARIANT: [(u8, u8, u8); 6] = [
+            (227, 119, 194),
+            (60, 60, 60),
+            (188, 189, 34),
+            (140, 0, 80),
+            (0, 128, 110),
+            (23, 60, 120),
+        ];
+        let mut map = BTreeMap::new();
+        let mut variants = 0;
+        for (key, _) in grouped.values().flatten() {
+            if map.contains_key(key) {
+                continue;
+            }
+            let color = if key.contains(" [") {
+                let (r, g, b) = VARIANT[variants % VARIANT.len()];
+                variants += 1;
+                RGBColor(r, g, b)
+            } else {
+                algo_color(key)
+            };
+            map.insert(key.clone(), color);
+        }
+        Self(map)
+    }
+
+    /// The colour of an algorithm or variant key.
+    pub fn of(&self, key: &str) -> RGBColor {
+        self.0.get(key).copied().unwrap_or_else(|| algo_color(key))
+    }
+}
+
+/// A compact display name for a category axis: a variant keeps only its values
+/// (`MPG-v1 [rollout_gradient=first_action]` → `MPG-v1 [first_action]`).
+fn short_name(key: &str) -> String {
+    let name = algo_display_name(key);
+    match name.split_once(" [") {
+        Some((base, variant)) => {
+            let values: Vec<&str> = variant
+                .trim_end_matches(']')
+                .split(", ")
+                .map(|kv| kv.split_once('=').map_or(kv, |(_, v)| v))
+                .collect();
+            format!("{base} [{}]", values.join(", "))
+        }
+        None => name,
+    }
+}
+
 /// Axis label for an iteration count: `25000` → `25k`, `2500` → `2.5k`.
-fn fmt_iter(x: f64) -> String {
+pub(crate) fn fmt_iter(x: f64) -> String {
     if x.abs() >= 1000.0 {
         let k = x / 1000.0;
         if (k - k.round()).abs() < 1e-9 {
@@ -110,7 +170,7 @@ fn fmt_iter(x: f64) -> String {
 }
 
 /// Axis label for a value: shortest form, at most 6 decimals (`-100`, `2.5`, `-0.01`).
-fn fmt_num(v: f64) -> String {
+pub(crate) fn fmt_num(v: f64) -> String {
     let r = (v * 1e6).round() / 1e6;
     if r == 0.0 {
         "0".to_string()
@@ -124,11 +184,12 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
     ensure_fonts()?;
     let mut files = Vec::new();
     let n = grouped.len().max(1) as u32;
+    let colors = Colors::new(grouped);
 
     let p = out.join("curves.png");
     {
-        let root = BitMapBackend::new(&p, (720 * n, 540)).into_drawing_area();
-        draw_curves(&root, grouped)?;
+        let root = BitMapBackend::new(&p, (1050 * n, 560)).into_drawing_area();
+        draw_curves(&root, grouped, &colors)?;
         root.present()
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -136,8 +197,8 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
 
     let p = out.join("curves.svg");
     {
-        let root = SVGBackend::new(&p, (720 * n, 540)).into_drawing_area();
-        draw_curves(&root, grouped)?;
+        let root = SVGBackend::new(&p, (1050 * n, 560)).into_drawing_area();
+        draw_curves(&root, grouped, &colors)?;
         root.present()
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -145,8 +206,8 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
 
     let p = out.join("convergence.png");
     {
-        let root = BitMapBackend::new(&p, (720 * n, 540)).into_drawing_area();
-        draw_convergence(&root, grouped)?;
+        let root = BitMapBackend::new(&p, (1050 * n, 560)).into_drawing_area();
+        draw_convergence(&root, grouped, &colors)?;
         root.present()
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -160,7 +221,7 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
             .count()
             .max(1) as u32;
         let root = BitMapBackend::new(&p, (1440, 480 * rows)).into_drawing_area();
-        draw_timing(&root, grouped)?;
+        draw_timing(&root, grouped, &colors)?;
         root.present()
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -168,9 +229,9 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
     Ok(files)
 }
 
-/// Mean / CI of the evaluation return at each evaluation iteration over the seeds that have it.
-/// Returns `(iteration, mean, ci95)`.
-pub fn curve_points(runs: &[Run]) -> Vec<(f64, f64, Option<f64>)> {
+/// Median and interquartile range of the evaluation return at each evaluation iteration over
+/// the seeds that have it: `(iteration, q25, median, q75)`.
+pub fn curve_points(runs: &[Run]) -> Vec<(f64, f64, f64, f64)> {
     let mut by_it: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for r in runs {
         for &(it, v) in &r.evals {
@@ -179,9 +240,10 @@ pub fn curve_points(runs: &[Run]) -> Vec<(f64, f64, Option<f64>)> {
     }
     by_it
         .into_iter()
-        .map(|(it, vs)| {
-            let m = mean_ci(&vs);
-            (it as f64, m.mean, m.ci95)
+        .map(|(it, mut vs)| {
+            vs.sort_by(f64::total_cmp);
+            let q = |p| quantile_sorted(&vs, p);
+            (it as f64, q(0.25), q(0.5), q(0.75))
         })
         .collect()
 }
@@ -195,85 +257,212 @@ fn max_iteration(algos: &[(String, Vec<Run>)]) -> f64 {
         .unwrap_or(0) as f64
 }
 
+/// Symmetric-log value axis: `y ↦ sign(y) · log10(1 + |y| / c)`, linear near zero (below
+/// `c`) and logarithmic beyond, so returns spanning several orders of magnitude and goals
+/// close to zero are readable on one axis. Ticks at 0 and ±1, 2, 5 × 10^k.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SymLog {
+    lo: f64,
+    hi: f64,
+    c: f64,
+}
+
+impl SymLog {
+    fn t(&self, y: f64) -> f64 {
+        y.signum() * (1.0 + y.abs() / self.c).log10()
+    }
+}
+
+impl Ranged for SymLog {
+    type ValueType = f64;
+    type FormatOption = DefaultFormatting;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let (a, b) = (self.t(self.lo), self.t(self.hi));
+        let frac = (self.t(*value) - a) / (b - a).max(1e-12);
+        limit.0 + (frac * (limit.1 - limit.0) as f64).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        let mut pts = vec![0.0];
+        for e in -4..7 {
+            for m in [1.0, 2.0, 5.0] {
+                let v = m * 10f64.powi(e);
+                if v >= self.c * 0.999 {
+                    pts.extend([v, -v]);
+                }
+            }
+        }
+        pts.retain(|v| *v >= self.lo && *v <= self.hi);
+        pts.sort_by(f64::total_cmp);
+        // Thin to the hint: keep the decades (1 × 10^k) first.
+        let max = hint.max_num_points().max(2);
+        if pts.len() > max {
+            pts.retain(|v| {
+                let a = v.abs();
+                a == 0.0 || (a.log10() - a.log10().round()).abs() < 1e-9
+            });
+        }
+        pts
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+/// The value range of a task's curves: every goal, the minimum requirement and every plotted
+/// quartile, widened to a round power of ten below and to 0 above.
+fn curve_range(task: Task, algos: &AlgoRuns) -> SymLog {
+    let goals = task.goals();
+    let smallest_goal = goals.iter().map(|g| g.abs()).fold(f64::INFINITY, f64::min);
+    let c = (smallest_goal / 5.0).max(1e-6);
+    let mut lo = goals.iter().copied().fold(task.min_requirement(), f64::min) * 3.0;
+    let mut hi: f64 = 0.0;
+    for (_, runs) in algos {
+        for (_, q25, _, q75) in curve_points(runs) {
+            lo = lo.min(q25);
+            hi = hi.max(q75);
+        }
+    }
+    // The nearest 1, 2 or 5 × 10^k at or below the lowest value.
+    let need = (-lo).max(c);
+    let decade = 10f64.powf(need.log10().floor());
+    let lo = -[1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * decade)
+        .find(|v| *v >= need * 0.999)
+        .unwrap_or(10.0 * decade);
+    let hi = if hi > 0.0 {
+        10f64.powf(hi.log10().ceil())
+    } else {
+        c
+    };
+    SymLog { lo, hi, c }
+}
+
+/// A line-sample legend drawn beside a chart (never over the data).
+pub(crate) fn draw_side_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, RGBColor, bool)],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let top = 60;
+    for (i, (label, color, dashed)) in entries.iter().enumerate() {
+        let y = top + 24 * i as i32;
+        if *dashed {
+            area.draw(&DashedPathElement::new(
+                vec![(6, y), (34, y)],
+                5,
+                3,
+                color.stroke_width(2),
+            ))?;
+        } else {
+            area.draw(&PathElement::new(
+                vec![(6, y), (34, y)],
+                color.stroke_width(3),
+            ))?;
+        }
+        area.draw(&Text::new(
+            label.clone(),
+            (42, y - 8),
+            (FONT, 15).into_font().color(&BLACK),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Width of the legend column beside each panel, px.
+const LEGEND_W: i32 = 330;
+
 fn draw_curves<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     grouped: &Grouped,
+    colors: &Colors,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, grouped.len().max(1)));
-    for (area, (task, algos)) in panels.iter().zip(grouped) {
-        let (ymin, ymax) = task.curve_y_range();
+    for (panel, (task, algos)) in panels.iter().zip(grouped) {
+        let (w, _) = panel.dim_in_pixel();
+        let (area, legend_area) = panel.split_horizontally(w as i32 - LEGEND_W);
+        let range = curve_range(*task, algos);
         let xmax = max_iteration(algos).max(1.0);
-        let mut chart = ChartBuilder::on(area)
+        let mut chart = ChartBuilder::on(&area)
             .caption(
                 format!("{}: learning curves", task.display_name()),
                 (FONT, 24),
             )
             .margin(14)
             .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..xmax, ymin..ymax)?;
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..xmax, range)?;
         chart
             .configure_mesh()
             .x_desc("Iteration")
-            .y_desc("Evaluation return")
+            .y_desc("Evaluation return (median, IQR band; symlog)")
             .x_label_formatter(&|x| fmt_iter(*x))
             .y_label_formatter(&|y| fmt_num(*y))
             .label_style((FONT, 15))
-            .axis_desc_style((FONT, 18))
+            .axis_desc_style((FONT, 17))
+            .light_line_style(WHITE)
             .draw()?;
 
-        let clamp = |v: f64| v.clamp(ymin, ymax);
+        let mut legend = Vec::new();
         for (algo, runs) in algos {
-            let color = algo_color(algo);
+            let color = colors.of(algo);
             let pts = curve_points(runs);
-            let upper: Vec<(f64, f64)> = pts
-                .iter()
-                .map(|&(x, m, ci)| (x, clamp(m + ci.unwrap_or(0.0))))
-                .collect();
-            let lower: Vec<(f64, f64)> = pts
-                .iter()
-                .map(|&(x, m, ci)| (x, clamp(m - ci.unwrap_or(0.0))))
-                .collect();
-            if pts.len() > 1 && pts.iter().any(|p| p.2.is_some()) {
-                let band: Vec<(f64, f64)> =
-                    upper.into_iter().chain(lower.into_iter().rev()).collect();
-                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.08))))?;
+            if pts.len() > 1 && runs.len() > 1 {
+                let band: Vec<(f64, f64)> = pts
+                    .iter()
+                    .map(|&(x, _, _, q75)| (x, q75))
+                    .chain(pts.iter().rev().map(|&(x, q25, _, _)| (x, q25)))
+                    .collect();
+                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15))))?;
             }
-            let line: Vec<(f64, f64)> = pts.iter().map(|&(x, m, _)| (x, clamp(m))).collect();
-            let single = line.len() == 1;
-            chart
-                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
-                .label(format!("{} (n={})", algo_display_name(algo), runs.len()))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
-                });
-            if single {
-                chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-            }
+            let line: Vec<(f64, f64)> = pts.iter().map(|&(x, _, m, _)| (x, m)).collect();
+            chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?;
+            chart.draw_series(line.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
+            legend.push((
+                format!("{} (n={})", algo_display_name(algo), runs.len()),
+                color,
+                false,
+            ));
         }
         let req = task.min_requirement();
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, req), (xmax, req)],
+        for &goal in task.goals() {
+            let (style, width) = if goal == req {
+                (BLACK, 2)
+            } else {
+                (RGBColor(120, 120, 120), 1)
+            };
+            chart.draw_series(DashedLineSeries::new(
+                vec![(0.0, goal), (xmax, goal)],
                 10,
                 6,
-                BLACK.stroke_width(1),
-            ))?
-            .label(format!("minimum requirement ({req})"))
-            .legend(|(x, y)| {
-                DashedPathElement::new(vec![(x, y), (x + 22, y)], 5, 3, BLACK.stroke_width(1))
-            });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+                style.stroke_width(width),
+            ))?;
+            let label_style = (FONT, 13)
+                .into_font()
+                .color(&style)
+                .pos(Pos::new(HPos::Right, VPos::Bottom));
+            chart.draw_series(std::iter::once(Text::new(
+                fmt_num(goal),
+                (xmax, goal),
+                label_style,
+            )))?;
+        }
+        legend.push((format!("minimum requirement ({req})"), BLACK, true));
+        legend.push((
+            "goals of Table I".to_string(),
+            RGBColor(120, 120, 120),
+            true,
+        ));
+        draw_side_legend(&legend_area, &legend)?;
     }
     Ok(())
 }
@@ -281,13 +470,16 @@ where
 fn draw_convergence<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     grouped: &Grouped,
+    colors: &Colors,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, grouped.len().max(1)));
-    for (area, (task, algos)) in panels.iter().zip(grouped) {
+    for (panel, (task, algos)) in panels.iter().zip(grouped) {
+        let (w, _) = panel.dim_in_pixel();
+        let (area, legend_area) = panel.split_horizontally(w as i32 - LEGEND_W);
         let table = task_table(*task, algos);
         let goals = table.goals.clone();
         let ng = goals.len();
@@ -301,9 +493,8 @@ where
         if ymax <= 0.0 {
             ymax = max_iteration(algos).max(1.0);
         }
-        // Headroom for the legend in the upper left corner.
-        ymax *= 1.6;
-        let mut chart = ChartBuilder::on(area)
+        ymax *= 1.08;
+        let mut chart = ChartBuilder::on(&area)
             .caption(
                 format!("{}: convergence speed", task.display_name()),
                 (FONT, 24),
@@ -330,10 +521,11 @@ where
             .axis_desc_style((FONT, 18))
             .draw()?;
 
+        let mut legend = Vec::new();
         let m = table.rows.len().max(1) as f64;
         let step = (0.5 / m).min(0.08);
         for (k, row) in table.rows.iter().enumerate() {
-            let color = algo_color(&row.algo);
+            let color = colors.of(&row.algo);
             let off = (k as f64 - (m - 1.0) / 2.0) * step;
             let pts: Vec<Option<(f64, f64, Option<f64>)>> = row
                 .reach
@@ -341,30 +533,16 @@ where
                 .enumerate()
                 .map(|(j, g)| g.mean().map(|mean| (j as f64 + off, mean, g.stats.ci95)))
                 .collect();
-            // Lines over runs of consecutive reached goals.
-            let mut seg: Vec<(f64, f64)> = Vec::new();
+            // Mean line and shaded 95% CI over runs of consecutive reached goals (Fig. 4(b));
+            // a reached goal with no reached neighbour gets a CI whisker instead.
+            let mut seg: Vec<(f64, f64, Option<f64>)> = Vec::new();
             for p in pts.iter().chain(std::iter::once(&None)) {
                 match p {
-                    Some((x, y, _)) => seg.push((*x, *y)),
+                    Some(p) => seg.push(*p),
                     None => {
-                        if seg.len() > 1 {
-                            chart
-                                .draw_series(LineSeries::new(seg.clone(), color.stroke_width(2)))?;
-                        }
+                        draw_reach_segment(&mut chart, &seg, color)?;
                         seg.clear();
                     }
-                }
-            }
-            // CI whiskers.
-            for (x, y, ci) in pts.iter().flatten() {
-                if let Some(ci) = ci {
-                    let (lo, hi) = ((y - ci).max(0.0), y + ci);
-                    let w = 0.04;
-                    chart.draw_series([
-                        PathElement::new(vec![(*x, lo), (*x, hi)], color.stroke_width(1)),
-                        PathElement::new(vec![(x - w, lo), (x + w, lo)], color.stroke_width(1)),
-                        PathElement::new(vec![(x - w, hi), (x + w, hi)], color.stroke_width(1)),
-                    ])?;
                 }
             }
             let reached_any = pts.iter().any(Option::is_some);
@@ -375,27 +553,56 @@ where
             };
             // Filled marker: every seed reached the goal; hollow: only some did.
             let n_seeds = row.seeds.len();
-            chart
-                .draw_series(pts.iter().zip(&row.reach).filter_map(|(p, g)| {
-                    p.map(|(x, y, _)| {
-                        let style = if g.reached == n_seeds {
-                            color.filled()
-                        } else {
-                            color.stroke_width(2)
-                        };
-                        Circle::new((x, y), 4, style)
-                    })
-                }))?
-                .label(label)
-                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+            chart.draw_series(pts.iter().zip(&row.reach).filter_map(|(p, g)| {
+                p.map(|(x, y, _)| {
+                    let style = if g.reached == n_seeds {
+                        color.filled()
+                    } else {
+                        color.stroke_width(2)
+                    };
+                    Circle::new((x, y), 4, style)
+                })
+            }))?;
+            legend.push((label, color, false));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        legend.push((
+            "filled: every seed reached the goal".to_string(),
+            WHITE,
+            false,
+        ));
+        legend.push(("hollow: only some seeds did".to_string(), WHITE, false));
+        draw_side_legend(&legend_area, &legend)?;
+    }
+    Ok(())
+}
+
+/// One run of consecutive reached goals: the mean line with its shaded 95% CI band, or a CI
+/// whisker for a single goal.
+fn draw_reach_segment<DB: DrawingBackend>(
+    chart: &mut ChartContext<DB, Cartesian2d<Slots, plotters::coord::types::RangedCoordf64>>,
+    seg: &[(f64, f64, Option<f64>)],
+    color: RGBColor,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ci = |c: Option<f64>| c.unwrap_or(0.0);
+    if seg.len() > 1 {
+        let band: Vec<(f64, f64)> = seg
+            .iter()
+            .map(|&(x, y, c)| (x, y + ci(c)))
+            .chain(seg.iter().rev().map(|&(x, y, c)| (x, (y - ci(c)).max(0.0))))
+            .collect();
+        chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15))))?;
+        let line: Vec<(f64, f64)> = seg.iter().map(|&(x, y, _)| (x, y)).collect();
+        chart.draw_series(LineSeries::new(line, color.stroke_width(2)))?;
+    } else if let Some(&(x, y, Some(c))) = seg.first() {
+        let (lo, hi, w) = ((y - c).max(0.0), y + c, 0.04);
+        chart.draw_series([
+            PathElement::new(vec![(x, lo), (x, hi)], color.stroke_width(1)),
+            PathElement::new(vec![(x - w, lo), (x + w, lo)], color.stroke_width(1)),
+            PathElement::new(vec![(x - w, hi), (x + w, hi)], color.stroke_width(1)),
+        ])?;
     }
     Ok(())
 }
@@ -410,6 +617,7 @@ fn has_timing(algos: &[(String, Vec<Run>)]) -> bool {
 fn draw_timing<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     grouped: &Grouped,
+    colors: &Colors,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
@@ -463,7 +671,7 @@ where
                 .iter()
                 .filter_map(|(_, b, _)| b.map(|b| b.whisker_lo))
                 .fold(0.0f64, f64::min);
-            let names: Vec<String> = boxes.iter().map(|(a, _, _)| algo_display_name(a)).collect();
+            let names: Vec<String> = boxes.iter().map(|(a, _, _)| short_name(a)).collect();
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("{}: {}", task.display_name(), title), (FONT, 22))
                 .margin(14)
@@ -491,7 +699,7 @@ where
                 let Some(b) = b else {
                     continue;
                 };
-                let color = algo_color(algo);
+                let color = colors.of(algo);
                 let x = j as f64;
                 let hw = 0.3;
                 chart.draw_series([

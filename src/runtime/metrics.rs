@@ -15,10 +15,16 @@ pub(super) struct Accum {
     pub(super) policy_loss: (f64, u64),
     pub(super) pg_time: (f64, u64),
     pub(super) update_time: (f64, u64),
+    #[serde(default)]
+    pub(super) terminated_frac: (f64, u64),
+    #[serde(default)]
+    pub(super) q_grad_norm: (f64, u64),
+    #[serde(default)]
+    pub(super) pi_grad_norm: (f64, u64),
 }
 
 impl Accum {
-    /// Record the losses and policy-gradient time of an applied gradient.
+    /// Record the losses, diagnostics and policy-gradient time of an applied gradient.
     pub(super) fn record(&mut self, s: &GradStats) {
         push(&mut self.q_loss, s.q_loss);
         if let Some(l) = s.policy_loss {
@@ -26,6 +32,11 @@ impl Accum {
         }
         if let Some(t) = s.pg_time_ms {
             push(&mut self.pg_time, t);
+        }
+        push(&mut self.terminated_frac, s.terminated_frac);
+        push(&mut self.q_grad_norm, s.q_grad_norm);
+        if let Some(g) = s.pi_grad_norm {
+            push(&mut self.pi_grad_norm, g);
         }
     }
 
@@ -54,6 +65,9 @@ impl Accum {
             update_time_ms: mean(self.update_time),
             nonfinite_skipped: 0,
             staleness: None,
+            terminated_frac: mean(self.terminated_frac),
+            q_grad_norm: mean(self.q_grad_norm),
+            pi_grad_norm: mean(self.pi_grad_norm),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::evaluator::EvalResult;
 use crate::checkpoint::write_atomic;
 
 /// The columns of `progress.csv`, in order.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 16] = [
     "iteration",
     "wall_s",
     "env_steps",
@@ -26,6 +26,9 @@ pub const COLUMNS: [&str; 13] = [
     "update_time_ms",
     "nonfinite_skipped",
     "staleness",
+    "terminated_frac",
+    "q_grad_norm",
+    "pi_grad_norm",
 ];
 
 /// One row; `None` cells are written empty.
@@ -57,6 +60,12 @@ pub struct Row {
     pub nonfinite_skipped: u64,
     /// Mean gradient staleness since the previous row (0 in serial mode).
     pub staleness: Option<f64>,
+    /// Mean fraction of terminated transitions in the replayed batches since the previous row.
+    pub terminated_frac: Option<f64>,
+    /// Mean global norm of the Q gradient before clipping since the previous row.
+    pub q_grad_norm: Option<f64>,
+    /// Mean global norm of the policy gradient before clipping since the previous row.
+    pub pi_grad_norm: Option<f64>,
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -80,6 +89,9 @@ impl Row {
             cell(self.update_time_ms),
             self.nonfinite_skipped.to_string(),
             cell(self.staleness),
+            cell(self.terminated_frac),
+            cell(self.q_grad_norm),
+            cell(self.pi_grad_norm),
         ]
         .join(",")
     }

@@ -27,7 +27,7 @@ use super::seeds::{STREAM_COLLECT, STREAM_ENV, STREAM_LEARNER, STREAM_REPLAY, de
 use crate::algo::{Agent, Grads, Learner, Nets, TargetBatch, act};
 use crate::checkpoint::Checkpoint;
 use crate::config::{AlgoName, Config};
-use crate::env::{Env, StepOut, make_env, make_model, task_spec};
+use crate::env::{Env, StepOut, make_env, make_model, reset_after_collect, task_spec};
 use crate::replay::ReplayBuffer;
 
 /// A training run.
@@ -169,7 +169,8 @@ impl Trainer {
                 &o.truncated,
             );
             self.env_steps += o.reward.len() as u64;
-            self.env.reset_done();
+            let mode = self.core.cfg.train.collect_reset;
+            reset_after_collect(self.env.as_mut(), mode, &mut self.collect_rng);
             self.env.observe(&mut self.obs);
         }
     }

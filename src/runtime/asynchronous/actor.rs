@@ -12,7 +12,7 @@ use super::shared::{Flow, Shared, Worker};
 use super::snapshot::VariableSource;
 use super::transport::{ChannelExperienceSink, Experience, ExperienceSink};
 use crate::algo::{Nets, act};
-use crate::env::{make_env, task_spec};
+use crate::env::{make_env, reset_after_collect, task_spec};
 use crate::nn::ParamSet;
 use crate::runtime::seeds::{STREAM_ACTOR, STREAM_COLLECT, STREAM_ENV};
 
@@ -125,7 +125,8 @@ impl Worker for ActorWorker {
             e.next_obs.extend_from_slice(&o.next_obs);
             e.terminated.extend_from_slice(&o.terminated);
             e.truncated.extend_from_slice(&o.truncated);
-            self.env.reset_done();
+            let mode = self.sh.cfg.train.collect_reset;
+            reset_after_collect(self.env.as_mut(), mode, &mut self.rng);
             self.env.observe(&mut self.obs);
         }
         let n = e.rew.len() as u64;
