@@ -161,14 +161,7 @@ pub struct ConfigArgs {
 impl TrainArgs {
     /// The config with the file, `--set`, `--seed` and `--iterations` applied, in that order.
     pub fn resolve(&self) -> Result<Config> {
-        let mut sets = self.set.clone();
-        if let Some(s) = self.seed {
-            sets.push(format!("train.seed={s}"));
-        }
-        if let Some(n) = self.iterations {
-            sets.push(format!("train.iterations={n}"));
-        }
-        Config::load(&self.config, &sets)
+        Config::load_for_run(&self.config, &self.set, self.seed, self.iterations)
     }
 }
 
@@ -176,10 +169,9 @@ impl TrainArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let cfg = args.resolve()?;
-            match cfg.runtime.mode {
-                Mode::Serial => Trainer::new(cfg, &args.out)?.run()?,
-                Mode::Async => run_async(AsyncTrainer::new(cfg, &args.out)?)?,
+            let summary = crate::runtime::train(args.resolve()?, &args.out, stop_on_ctrl_c)?;
+            if summary.is_some_and(|s| s.stopped_early) {
+                eprintln!("stopped early (checkpoint written; `mixpg resume` continues)");
             }
             eprintln!("run written to {}", args.out.display());
             Ok(())
@@ -257,7 +249,19 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Run an async trainer with a Ctrl-C handler that stops it cleanly (a second Ctrl-C exits).
 fn run_async(mut trainer: AsyncTrainer) -> Result<()> {
-    let stop = trainer.stop_handle();
+    stop_on_ctrl_c(trainer.stop_handle());
+    let s = trainer.run()?;
+    if s.stopped_early {
+        eprintln!(
+            "stopped at iteration {} (checkpoint written; `mixpg resume` continues)",
+            trainer.iteration()
+        );
+    }
+    Ok(())
+}
+
+/// Set `stop` on Ctrl-C, so that an async run stops every role cleanly (a second Ctrl-C exits).
+fn stop_on_ctrl_c(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let handler = ctrlc::set_handler(move || {
         if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
             eprintln!("second interrupt: exiting without a final checkpoint");
@@ -268,14 +272,6 @@ fn run_async(mut trainer: AsyncTrainer) -> Result<()> {
     if let Err(e) = handler {
         eprintln!("warning: cannot install the Ctrl-C handler ({e}); Ctrl-C will not checkpoint");
     }
-    let s = trainer.run()?;
-    if s.stopped_early {
-        eprintln!(
-            "stopped at iteration {} (checkpoint written; `mixpg resume` continues)",
-            trainer.iteration()
-        );
-    }
-    Ok(())
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
