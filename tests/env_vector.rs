@@ -112,9 +112,9 @@ fn autoreset_is_next_step_and_truncates_at_the_episode_length() {
                     "{task}: truncation"
                 );
             }
-            for i in 0..n {
-                ended[i] = out.terminated[i] || out.truncated[i];
-                episodes += ended[i] as usize;
+            for ((e, t), u) in ended.iter_mut().zip(&out.terminated).zip(&out.truncated) {
+                *e = *t || *u;
+                episodes += *e as usize;
             }
         }
         assert!(episodes >= n, "{task}: every agent finishes an episode");

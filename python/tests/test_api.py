@@ -77,6 +77,8 @@ def test_policy_is_a_numpy_callable_and_pickles(tmp_path, small_config):
     clone = pickle.loads(pickle.dumps(policy))
     assert clone.to_bytes() == policy.to_bytes()
     np.testing.assert_array_equal(clone(obs), actions)
+    with pytest.raises(TypeError, match="float32"):
+        policy(obs.astype(np.float64))
     with pytest.raises(ValueError, match="2 columns"):
         policy(np.zeros((3, 5), dtype=np.float32))
     with pytest.raises(ValueError, match="truncated|header"):

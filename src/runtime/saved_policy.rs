@@ -69,7 +69,7 @@ impl SavedPolicy {
     pub fn act(&self, obs: &[f32]) -> Result<Vec<f32>> {
         let d = self.nets.spec.obs_dim;
         ensure!(
-            obs.len() % d == 0,
+            obs.len().is_multiple_of(d),
             "observations must be rows of {d} values (got {} values)",
             obs.len()
         );

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use numpy::ndarray::Array2;
 use numpy::{PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -17,12 +17,32 @@ use mixpg::env::{StepOut, TASKS, canonical_task, task_spec};
 use mixpg::grid::{GridOptions, Preset, RunStatus, run_grid};
 use mixpg::runtime::SavedPolicy;
 
+/// What `__reduce__` returns: a callable and its arguments.
+type Reduced<'py, Args> = (Bound<'py, PyAny>, Args);
+
+/// `VecEnv.step`'s result: observations, rewards, terminated and truncated flags.
+type StepArrays<'py> = (
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray1<f32>>,
+    Bound<'py, PyArray1<bool>>,
+    Bound<'py, PyArray1<bool>>,
+);
+
 /// An anyhow error as a Python `RuntimeError` carrying the whole cause chain.
 fn runtime_err(e: anyhow::Error) -> PyErr {
     PyRuntimeError::new_err(format!("{e:#}"))
 }
 
-/// A float32 2-D array as a contiguous row-major vector (no copy when already contiguous).
+/// `x` as a float32 2-D array (read-only arrays accepted), or a `TypeError` naming `what`.
+fn float32_matrix<'py>(x: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    x.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a 2-D float32 numpy array (use np.asarray(x, dtype=np.float32))"
+        ))
+    })
+}
+
+/// A float32 2-D array as a contiguous row-major vector.
 fn rows_of(a: &PyReadonlyArray2<'_, f32>) -> Vec<f32> {
     match a.as_slice() {
         Ok(s) => s.to_vec(),
@@ -204,9 +224,7 @@ impl Policy {
         PyBytes::new(py, &self.lock().to_bytes())
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (Bound<'py, PyBytes>,)>> {
         let py = slf.py();
         let ctor = slf.get_type().getattr("from_bytes")?;
         Ok((ctor, (slf.get().to_bytes(py),)))
@@ -216,8 +234,9 @@ impl Policy {
     fn __call__<'py>(
         &self,
         py: Python<'py>,
-        obs: PyReadonlyArray2<'py, f32>,
+        obs: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let obs = float32_matrix(obs, "observations")?;
         let [n, d] = [obs.shape()[0], obs.shape()[1]];
         if d != self.obs_dim {
             return Err(PyValueError::new_err(format!(
@@ -309,7 +328,7 @@ impl VecEnv {
 
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (&'static str, usize, u64))> {
+    ) -> PyResult<Reduced<'py, (&'static str, usize, u64)>> {
         let me = slf.get();
         Ok((slf.get_type().into_any(), (me.task, me.num_agents, me.seed)))
     }
@@ -322,17 +341,8 @@ impl VecEnv {
     }
 
     /// One step of every agent: `(obs, reward, terminated, truncated)` as numpy arrays.
-    #[allow(clippy::type_complexity)]
-    fn step<'py>(
-        &self,
-        py: Python<'py>,
-        actions: PyReadonlyArray2<'py, f32>,
-    ) -> PyResult<(
-        Bound<'py, PyArray2<f32>>,
-        Bound<'py, PyArray1<f32>>,
-        Bound<'py, PyArray1<bool>>,
-        Bound<'py, PyArray1<bool>>,
-    )> {
+    fn step<'py>(&self, py: Python<'py>, actions: &Bound<'py, PyAny>) -> PyResult<StepArrays<'py>> {
+        let actions = float32_matrix(actions, "actions")?;
         let shape = [actions.shape()[0], actions.shape()[1]];
         if shape != [self.num_agents, self.act_dim] {
             return Err(PyValueError::new_err(format!(
