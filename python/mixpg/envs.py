@@ -74,6 +74,8 @@ class MixpgVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            raise ValueError("a mixpg vector env is seeded with one int (its agents share a generator)")
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
         return self._native.reset(seed), {}

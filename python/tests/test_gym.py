@@ -124,6 +124,8 @@ def test_vector_env_seeding_and_pickling():
         np.testing.assert_array_equal(x, y)
     oc, _ = a.reset(seed=12)
     assert not np.array_equal(oa, oc)
+    with pytest.raises(ValueError, match="one int"):
+        a.reset(seed=[1, 2])
 
 
 def test_sb3_td3_trains_a_few_hundred_steps(tmp_path):
