@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo test --release --features mujoco
+# The whole workspace, so that features are resolved as for the wheel below, which then
+# reuses the compiled dependencies (crates/mixpg-py has no Rust tests of its own).
+cargo test --release --workspace --features mixpg/mujoco
 
 # Python: a local venv with the build and test tools from PyPI, the package built from this
 # repository (a release wheel sharing target/ with the Rust build), then pytest.

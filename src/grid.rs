@@ -61,6 +61,20 @@ pub struct PresetValues {
 }
 
 impl Preset {
+    /// The preset named `name` (as on the command line, e.g. `quick`).
+    pub fn parse(name: &str) -> Option<Self> {
+        <Self as clap::ValueEnum>::from_str(name, true).ok()
+    }
+
+    /// The names of the presets.
+    pub fn names() -> Vec<String> {
+        <Self as clap::ValueEnum>::value_variants()
+            .iter()
+            .filter_map(clap::ValueEnum::to_possible_value)
+            .map(|v| v.get_name().to_string())
+            .collect()
+    }
+
     /// The preset's tasks, algorithms, seeds, iterations and config overrides.
     pub fn values(self) -> PresetValues {
         let (seeds, iterations, interval, checkpoint) = match self {

@@ -5,6 +5,7 @@ use clap::Parser;
 use mixpg::cli::{Cli, Command};
 use mixpg::config::{AlgoName, Config};
 use mixpg::env::{canonical_task, make_env, make_model, task_spec};
+use mixpg::grid::Preset;
 
 fn config(task: &str, algo: &str) -> anyhow::Result<Config> {
     Config::from_toml_str(
@@ -56,6 +57,9 @@ fn registry_and_algorithm_names_parse_both_cases() {
         assert_eq!(AlgoName::parse(&a.as_str().replace('_', "-")), Some(a));
     }
     assert_eq!(AlgoName::parse("mpg-v3"), None);
+    assert_eq!(Preset::parse("quick"), Some(Preset::Quick));
+    assert_eq!(Preset::parse("nope"), None);
+    assert!(Preset::names().contains(&"paper".to_string()));
 }
 
 #[test]

@@ -99,13 +99,12 @@ fn run_bench<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let preset = match preset.as_deref() {
         None => None,
-        Some("quick") => Some(Preset::Quick),
-        Some("paper") => Some(Preset::Paper),
-        Some(p) => {
-            return Err(PyValueError::new_err(format!(
-                "unknown preset `{p}` (known: quick, paper)"
-            )));
-        }
+        Some(p) => Some(Preset::parse(p).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown preset `{p}` (known: {})",
+                Preset::names().join(", ")
+            ))
+        })?),
     };
     let options = GridOptions {
         task,
