@@ -36,7 +36,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// Task name: `path_tracking`, `pendulum` or the test task `lqr` (`mixpg tasks` lists them).
+    /// Task name: `path_tracking`, `pendulum` or the test task `lqr` (`mixpg tasks` lists them);
+    /// kebab case (`path-tracking`) and the alias `inverted-pendulum` are accepted.
     pub name: String,
     /// Agents in each actor's vectorized environment (reference: 8 path tracking, 1 pendulum).
     #[serde(default = "d_num_agents")]
@@ -55,8 +56,10 @@ pub struct TaskConfig {
 #[serde(rename_all = "snake_case")]
 pub enum AlgoName {
     /// MPG with n-step TD value learning in the true environment.
+    #[serde(alias = "mpg-v1")]
     MpgV1,
     /// MPG with clipped double-Q value learning.
+    #[serde(alias = "mpg-v2")]
     MpgV2,
     /// n-step DPG: data-driven PG, n-step TD critic.
     Ndpg,
@@ -93,6 +96,12 @@ impl AlgoName {
             Self::Td3 => "td3",
             Self::Sac => "sac",
         }
+    }
+
+    /// The algorithm named `name`, in snake case (`mpg_v2`) or kebab case (`mpg-v2`).
+    pub fn parse(name: &str) -> Option<AlgoName> {
+        let snake = name.trim().replace('-', "_");
+        Self::ALL.into_iter().find(|a| a.as_str() == snake)
     }
 }
 
@@ -493,7 +502,7 @@ impl Default for RuntimeConfig {
     }
 }
 
-use crate::env::TASKS;
+use crate::env::{TASKS, canonical_task};
 
 impl Config {
     /// Parse TOML text, apply `key=value` overrides, and validate.
@@ -502,10 +511,13 @@ impl Config {
         for o in overrides {
             apply_override(&mut value, o)?;
         }
-        let cfg: Config = toml::Value::Table(value)
+        let mut cfg: Config = toml::Value::Table(value)
             .try_into()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))
             .context("invalid configuration")?;
+        if let Some(name) = canonical_task(&cfg.task.name) {
+            cfg.task.name = name.to_string();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -516,6 +528,24 @@ impl Config {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         Self::from_toml_str(&text, overrides)
             .with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// A run's config as `mixpg train` resolves it: the file, then `overrides`, then `seed`
+    /// (`train.seed`) and `iterations` (`train.iterations`).
+    pub fn load_for_run(
+        path: &Path,
+        overrides: &[String],
+        seed: Option<u64>,
+        iterations: Option<u64>,
+    ) -> Result<Self> {
+        let mut sets = overrides.to_vec();
+        if let Some(s) = seed {
+            sets.push(format!("train.seed={s}"));
+        }
+        if let Some(n) = iterations {
+            sets.push(format!("train.iterations={n}"));
+        }
+        Self::load(path, &sets)
     }
 
     /// The fully resolved configuration as TOML (written next to a run's results).

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod env;
+pub mod grid;
 pub mod nn;
 pub mod replay;
 pub mod report;

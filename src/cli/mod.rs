@@ -169,14 +169,7 @@ pub struct ConfigArgs {
 impl TrainArgs {
     /// The config with the file, `--set`, `--seed` and `--iterations` applied, in that order.
     pub fn resolve(&self) -> Result<Config> {
-        let mut sets = self.set.clone();
-        if let Some(s) = self.seed {
-            sets.push(format!("train.seed={s}"));
-        }
-        if let Some(n) = self.iterations {
-            sets.push(format!("train.iterations={n}"));
-        }
-        Config::load(&self.config, &sets)
+        Config::load_for_run(&self.config, &self.set, self.seed, self.iterations)
     }
 }
 
@@ -184,10 +177,11 @@ impl TrainArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let cfg = args.resolve()?;
-            match cfg.runtime.mode {
-                Mode::Serial => run_serial(Trainer::new(cfg, &args.out)?)?,
-                Mode::Async => run_async(AsyncTrainer::new(cfg, &args.out)?)?,
+            let stopped = crate::runtime::train(args.resolve()?, &args.out, stop_on_signals)?;
+            if let Some(k) = stopped {
+                eprintln!(
+                    "stopped at iteration {k} (checkpoint written; `mixpg resume` continues)"
+                );
             }
             eprintln!("run written to {}", args.out.display());
             Ok(())

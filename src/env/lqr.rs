@@ -115,6 +115,23 @@ impl Env for LqrEnv {
         }
         self.observe(&mut out.next_obs);
     }
+    fn step_active(&mut self, actions: &[f32], active: &[bool], out: &mut StepOut) {
+        assert_eq!(active.len(), self.num_agents(), "one active flag per agent");
+        let held: Vec<(usize, [f32; 2], usize, bool)> = (0..active.len())
+            .filter(|&k| !active[k])
+            .map(|k| {
+                let s = [self.state[2 * k], self.state[2 * k + 1]];
+                (k, s, self.steps[k], self.done[k])
+            })
+            .collect();
+        self.step(actions, out);
+        for (k, s, steps, done) in held {
+            self.state[2 * k..2 * k + 2].copy_from_slice(&s);
+            self.steps[k] = steps;
+            self.done[k] = done;
+            super::hold_row(out, k, &s);
+        }
+    }
 }
 
 /// The differentiable prior model.

@@ -4,6 +4,7 @@
 pub mod lqr;
 pub mod path_tracking;
 pub mod pendulum;
+pub mod vector;
 
 use anyhow::{Result, bail};
 use burn::tensor::Tensor;
@@ -14,9 +15,19 @@ use serde::{Deserialize, Serialize};
 /// Names of the registered tasks (`lqr` is the small test task with a known optimum).
 pub const TASKS: [&str; 3] = ["path_tracking", "pendulum", "lqr"];
 
+/// The registered name of a task given in snake or kebab case (`path-tracking`), or by its
+/// alias `inverted_pendulum` / `inverted-pendulum` (= `pendulum`).
+pub fn canonical_task(name: &str) -> Option<&'static str> {
+    let snake = name.trim().replace('-', "_");
+    if snake == "inverted_pendulum" {
+        return Some("pendulum");
+    }
+    TASKS.into_iter().find(|t| *t == snake)
+}
+
 /// The description of a registered task.
 pub fn task_spec(name: &str) -> Result<TaskSpec> {
-    Ok(match name {
+    Ok(match canonical_task(name).unwrap_or(name) {
         "path_tracking" => path_tracking::spec(),
         "pendulum" => pendulum::spec(),
         "lqr" => lqr::spec(),
@@ -26,7 +37,7 @@ pub fn task_spec(name: &str) -> Result<TaskSpec> {
 
 /// A task's true simulator with `num_agents` agents.
 pub fn make_env(name: &str, num_agents: usize, seed: u64) -> Result<Box<dyn Env>> {
-    Ok(match name {
+    Ok(match canonical_task(name).unwrap_or(name) {
         "path_tracking" => Box::new(path_tracking::PathTrackingEnv::new(num_agents, seed)),
         "pendulum" => Box::new(pendulum::PendulumEnv::new(num_agents, seed)),
         "lqr" => Box::new(lqr::LqrEnv::new(num_agents, seed)),
@@ -36,7 +47,7 @@ pub fn make_env(name: &str, num_agents: usize, seed: u64) -> Result<Box<dyn Env>
 
 /// A task's prior model, with or without its deliberate mismatch.
 pub fn make_model(name: &str, mismatch: bool) -> Result<Box<dyn PriorModel>> {
-    Ok(match name {
+    Ok(match canonical_task(name).unwrap_or(name) {
         "path_tracking" => Box::new(path_tracking::PathTrackingModel::new(
             path_tracking::PathTrackingModelConfig::mismatch_flag(mismatch),
         )),
@@ -126,6 +137,19 @@ pub trait Env: Send {
     fn observe(&self, out: &mut Vec<f32>);
     /// Apply actions (row-major `num_agents * act_dim`, clipped to the bounds) and advance one step.
     fn step(&mut self, actions: &[f32], out: &mut StepOut);
+    /// [`Env::step`] for the agents with `active[i]`; the others keep their exact state, step
+    /// count and flags, and their rows of `out` hold their observation, reward 0 and no flags
+    /// (next-step autoreset: an agent just reset is not stepped in the same call).
+    fn step_active(&mut self, actions: &[f32], active: &[bool], out: &mut StepOut);
+}
+
+/// Overwrite agent `i`'s rows of `out` with `obs`, reward 0 and no flags (a held agent).
+fn hold_row(out: &mut StepOut, i: usize, obs: &[f32]) {
+    let d = obs.len();
+    out.next_obs[d * i..d * (i + 1)].copy_from_slice(obs);
+    out.reward[i] = 0.0;
+    out.terminated[i] = false;
+    out.truncated[i] = false;
 }
 
 /// A differentiable prior model of a task, written with burn tensors.

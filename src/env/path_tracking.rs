@@ -707,6 +707,46 @@ impl Env for PathTrackingEnv {
             start += len;
         }
     }
+
+    fn step_active(&mut self, actions: &[f32], active: &[bool], out: &mut StepOut) {
+        assert_eq!(active.len(), self.n, "one active flag per agent");
+        let held: Vec<(usize, [f32; 9], u32, bool, bool)> = (0..self.n)
+            .filter(|&i| !active[i])
+            .map(|i| {
+                let f = [
+                    self.dvx[i],
+                    self.vx[i],
+                    self.vy[i],
+                    self.r[i],
+                    self.x[i],
+                    self.y[i],
+                    self.phi[i],
+                    self.dy[i],
+                    self.dphi[i],
+                ];
+                (i, f, self.steps[i], self.terminated[i], self.truncated[i])
+            })
+            .collect();
+        self.step(actions, out);
+        for (i, f, steps, term, trunc) in held {
+            [
+                self.dvx[i],
+                self.vx[i],
+                self.vy[i],
+                self.r[i],
+                self.x[i],
+                self.y[i],
+                self.phi[i],
+                self.dy[i],
+                self.dphi[i],
+            ] = f;
+            self.steps[i] = steps;
+            self.terminated[i] = term;
+            self.truncated[i] = trunc;
+            let obs = [f[0], f[2], f[3], f[7], f[8], f[4]];
+            super::hold_row(out, i, &obs);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -377,6 +377,21 @@ impl Env for PendulumEnv {
             out.truncated.push(truncated);
         }
     }
+
+    fn step_active(&mut self, actions: &[f32], active: &[bool], out: &mut StepOut) {
+        assert_eq!(active.len(), self.states.len(), "one active flag per agent");
+        let held: Vec<(usize, [f64; 4], usize, bool)> = (0..active.len())
+            .filter(|&i| !active[i])
+            .map(|i| (i, self.states[i], self.steps[i], self.done[i]))
+            .collect();
+        self.step(actions, out);
+        for (i, state, steps, done) in held {
+            self.states[i] = state;
+            self.steps[i] = steps;
+            self.done[i] = done;
+            super::hold_row(out, i, &state.map(|x| x as f32));
+        }
+    }
 }
 
 /// Parameters of the differentiable prior model.
