@@ -32,13 +32,27 @@ impl Default for NetSpec {
 /// Implementation of the network passes: `"fused"` (default) runs the hand-written host
 /// kernels of [`super::fused`]; `"autodiff"` runs burn's autodiff, the reference.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Kernels {
     /// Hand-written GEMM-based forward/backward passes on the host.
     #[default]
     Fused,
     /// burn autodiff on the Flex backend.
     Autodiff,
+}
+
+impl TryFrom<String> for Kernels {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "fused" => Ok(Self::Fused),
+            "autodiff" => Ok(Self::Autodiff),
+            _ => Err(format!(
+                "network.kernels = {s:?} is not known (use \"fused\" or \"autodiff\")"
+            )),
+        }
+    }
 }
 
 /// A fully connected network `in → hidden (ELU) … → out` with an input scale.
