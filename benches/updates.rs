@@ -90,15 +90,14 @@ fn update_group(c: &mut Criterion, group: &str, kernels: &str) {
 }
 
 fn updates(c: &mut Criterion) {
-    // One thread, so the ratios compare the kernels and not the thread counts.
-    let pool = rayon::ThreadPoolBuilder::new()
+    // One thread (burn-flex and the fused kernels both use the global rayon pool), so the
+    // ratios compare the kernels and not the thread counts.
+    rayon::ThreadPoolBuilder::new()
         .num_threads(1)
-        .build()
-        .expect("one-thread pool");
-    pool.install(|| {
-        update_group(c, "update_b256", "fused");
-        update_group(c, "update_b256_autodiff", "autodiff");
-    });
+        .build_global()
+        .expect("one-thread global pool");
+    update_group(c, "update_b256", "fused");
+    update_group(c, "update_b256_autodiff", "autodiff");
     let mut rng = Pcg64Mcg::seed_from_u64(1);
 
     // ELU forward + backward on [256, 256].

@@ -85,23 +85,44 @@ fn matmul(
     }
 }
 
-/// `exp(x)` for `x ≤ 0` (Cephes' polynomial, ~1 ulp), branch-free so the ELU loops vectorise.
+/// `exp(x)` for `x ≤ 0` (Cephes' polynomial, ~1 ulp), branch-free and with integer bit
+/// tricks instead of float-to-int casts, so the ELU loops vectorise.
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
     let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // In [2²³, 2²⁴) one ulp is 1, so the bits of `t` are those of ROUND plus the integer n.
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    y * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
-/// ELU in place.
+/// ELU in place, on 8-wide AVX2 vectors when the CPU has them (same results: Rust never
+/// contracts into FMAs).
 fn elu_inplace(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just detected.
+        return unsafe { elu_avx2(x) };
+    }
+    elu_portable(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn elu_avx2(x: &mut [f32]) {
+    elu_portable(x)
+}
+
+#[inline(always)]
+fn elu_portable(x: &mut [f32]) {
     for v in x.iter_mut() {
         let e = exp_nonpositive(v.min(0.0)) - 1.0;
         *v = if *v > 0.0 { *v } else { e };
