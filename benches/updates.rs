@@ -100,6 +100,31 @@ fn updates(c: &mut Criterion) {
     update_group(c, "update_b256_autodiff", "autodiff");
     let mut rng = Pcg64Mcg::seed_from_u64(1);
 
+    // One Adam step on a 2×256 Q network's parameters: host values only (the tensor cache is
+    // rebuilt lazily, as the fused path needs it never), and followed by the tensor-cache
+    // rebuild every step paid before (what the autodiff path still pays when it reads them).
+    let cfg = config("td3", "td3", "fused");
+    let nets = Nets::new(&cfg, &task_spec("path_tracking").unwrap());
+    let mut agent = Agent::new(&nets, &cfg, &mut rng);
+    let grads: Vec<Vec<f32>> = agent
+        .params
+        .q1
+        .values()
+        .iter()
+        .map(|v| v.iter().map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let mut g = c.benchmark_group("adam_q256");
+    g.bench_function("host_only", |bench| {
+        bench.iter(|| agent.q1_adam.apply(&mut agent.params.q1, &grads))
+    });
+    g.bench_function("with_cache_rebuild", |bench| {
+        bench.iter(|| {
+            agent.q1_adam.apply(&mut agent.params.q1, &grads);
+            agent.params.q1.frozen().len()
+        })
+    });
+    g.finish();
+
     // ELU forward + backward on [256, 256].
     let mut g = c.benchmark_group("elu_256x256");
     let x: Vec<f32> = (0..256 * 256)
