@@ -1,6 +1,7 @@
-//! Update-step benchmarks at batch 256 with 2×256 ELU networks on path tracking:
+//! Update-step benchmarks at batch 256 with 2×256 ELU networks on path tracking, on one thread:
 //! critic update, data-driven actor update, H=25 BPTT actor update (n-step ADP / MPG's model
-//! part), and the ELU activation (ours vs burn's) forward+backward.
+//! part), with the default fused kernels (`update_b256/…`) and with burn autodiff
+//! (`update_b256_autodiff/…`), and the ELU activation (ours vs burn's) forward+backward.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mixpg::algo::policy::{self, PolicyCtx};
@@ -16,9 +17,13 @@ use rand_pcg::Pcg64Mcg;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The path-tracking config file `file`.toml run as algorithm `algo`.
-fn config(file: &str, algo: &str) -> Config {
+fn config(file: &str, algo: &str, kernels: &str) -> Config {
     let path = format!("configs/path_tracking/{file}.toml");
-    Config::load(std::path::Path::new(&path), &[format!("algo.name={algo}")]).expect("config")
+    let set = [
+        format!("algo.name={algo}"),
+        format!("network.kernels=\"{kernels}\""),
+    ];
+    Config::load(std::path::Path::new(&path), &set).expect("config")
 }
 
 fn batch(rng: &mut Pcg64Mcg, n: usize) -> HostBatch {
@@ -34,15 +39,16 @@ fn batch(rng: &mut Pcg64Mcg, n: usize) -> HostBatch {
     }
 }
 
-fn updates(c: &mut Criterion) {
+/// The three update benchmarks with `network.kernels = kernels` in group `group`.
+fn update_group(c: &mut Criterion, group: &str, kernels: &str) {
     let mut rng = Pcg64Mcg::seed_from_u64(0);
     let spec = task_spec("path_tracking").unwrap();
     let b = batch(&mut rng, 256);
-    let mut g = c.benchmark_group("update_b256");
+    let mut g = c.benchmark_group(group);
     g.sample_size(20);
 
     // Critic: one-step target + Q loss gradient + Adam step (DDPG's critic).
-    let cfg = config("td3", "ddpg");
+    let cfg = config("td3", "ddpg", kernels);
     let nets = Nets::new(&cfg, &spec);
     let mut agent = Agent::new(&nets, &cfg, &mut rng);
     let mut learner = Learner::new(
@@ -64,7 +70,7 @@ fn updates(c: &mut Criterion) {
     // through the path-tracking prior model + Adam step.
     let model = make_model("path_tracking", true).unwrap();
     for (name, file, algo) in [("actor_pg", "td3", "ddpg"), ("bptt_h25", "nadp", "nadp")] {
-        let cfg = config(file, algo);
+        let cfg = config(file, algo, kernels);
         let nets = Nets::new(&cfg, &spec);
         let mut agent = Agent::new(&nets, &cfg, &mut rng);
         g.bench_function(name, |bench| {
@@ -80,6 +86,43 @@ fn updates(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+}
+
+fn updates(c: &mut Criterion) {
+    // One thread (burn-flex and the fused kernels both use the global rayon pool), so the
+    // ratios compare the kernels and not the thread counts.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .expect("one-thread global pool");
+    update_group(c, "update_b256", "fused");
+    update_group(c, "update_b256_autodiff", "autodiff");
+    let mut rng = Pcg64Mcg::seed_from_u64(1);
+
+    // One Adam step on a 2×256 Q network's parameters: host values only (the tensor cache is
+    // rebuilt lazily, as the fused path needs it never), and followed by the tensor-cache
+    // rebuild every step paid before (what the autodiff path still pays when it reads them).
+    let cfg = config("td3", "td3", "fused");
+    let nets = Nets::new(&cfg, &task_spec("path_tracking").unwrap());
+    let mut agent = Agent::new(&nets, &cfg, &mut rng);
+    let grads: Vec<Vec<f32>> = agent
+        .params
+        .q1
+        .values()
+        .iter()
+        .map(|v| v.iter().map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let mut g = c.benchmark_group("adam_q256");
+    g.bench_function("host_only", |bench| {
+        bench.iter(|| agent.q1_adam.apply(&mut agent.params.q1, &grads))
+    });
+    g.bench_function("with_cache_rebuild", |bench| {
+        bench.iter(|| {
+            agent.q1_adam.apply(&mut agent.params.q1, &grads);
+            agent.params.q1.frozen().len()
+        })
+    });
     g.finish();
 
     // ELU forward + backward on [256, 256].

@@ -347,8 +347,16 @@ impl Trainer {
         }
     }
 
-    /// Run until `train.iterations`.
+    /// Run until `train.iterations`, on a rayon pool of `train.threads` threads.
     pub fn run(&mut self) -> Result<()> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.cfg.train.threads)
+            .build()
+            .context("cannot build the learning core's thread pool")?;
+        pool.install(|| self.run_loop())
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
         let n = self.cfg.train.iterations;
         let start = Instant::now();
         let mut bar = ProgressBar::new(n, self.quiet);
