@@ -338,7 +338,7 @@ fn fused_mlp_gradient_matches_finite_differences() {
 
 use common::{progress_without_timing, tempdir};
 use mixpg::algo::policy::{self, PolicyCtx};
-use mixpg::algo::{Agent, Learner, Nets, Params, TargetBatch, act};
+use mixpg::algo::{Agent, Learner, Nets, Params, TargetBatch, act, bptt};
 use mixpg::config::Config;
 use mixpg::env::{make_env, make_model, task_spec};
 use mixpg::replay::HostBatch;
@@ -522,6 +522,7 @@ fn fused_data_actor_gradient_is_direct_dpg() {
             cfg: &cfg,
             p: &p,
             model: model.as_ref(),
+            bptt: &bptt::Workspace::default(),
         };
         policy::gradient(ctx, &b.obs, 0, &mut Pcg64Mcg::seed_from_u64(0)).grads
     };
@@ -530,7 +531,7 @@ fn fused_data_actor_gradient_is_direct_dpg() {
 
 #[test]
 fn seeded_fused_serial_runs_are_identical() {
-    for (algo, threads) in [("sac", 1), ("mpg_v2", 1), ("td3", 2)] {
+    for (algo, threads) in [("sac", 1), ("mpg_v2", 1), ("td3", 2), ("mpg_v1", 2)] {
         let cfg = common::lqr_config(
             algo,
             &[

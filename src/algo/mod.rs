@@ -9,6 +9,7 @@
 //! Both gradients of an iteration are computed from the same snapshot (as the reference
 //! code's learners do), so the serial trainer is the asynchronous one with zero staleness.
 
+pub mod bptt;
 pub mod fused;
 pub mod policy;
 pub mod schedule;
@@ -346,6 +347,8 @@ pub struct Learner {
     pub nets: Nets,
     cfg: Config,
     model: Box<dyn PriorModel>,
+    /// Buffers of the fused BPTT gradient.
+    bptt: bptt::Workspace,
     /// True simulator for n-step TD targets (MPG-v1, n-step DPG, n-step ADP).
     env: Option<Box<dyn Env>>,
     rng: Pcg64Mcg,
@@ -366,6 +369,7 @@ impl Learner {
             model,
             env,
             rng: Pcg64Mcg::seed_from_u64(seed),
+            bptt: bptt::Workspace::default(),
         }
     }
 
@@ -417,6 +421,7 @@ impl Learner {
             (q(&p.q1), p.q2.as_ref().map(q))
         };
         let (cfg, model, rng) = (&self.cfg, self.model.as_ref(), &mut self.rng);
+        let bptt = &self.bptt;
         let mut actor = || {
             policy_step.then(|| {
                 let start = Instant::now();
@@ -425,6 +430,7 @@ impl Learner {
                     cfg,
                     p,
                     model,
+                    bptt,
                 };
                 let out = policy::gradient(ctx, &tb.batch.obs, k, rng);
                 (out, start.elapsed().as_secs_f64() * 1e3)

@@ -13,7 +13,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-use super::{Nets, Params, PolicyNet, fused, schedule::mpg_weights};
+use super::{Nets, Params, PolicyNet, bptt, fused, schedule::mpg_weights};
 use crate::config::{AlgoName, Config, RolloutGradient};
 use crate::env::PriorModel;
 use crate::nn::{self, Kernels, plain_device, tensor2};
@@ -30,6 +30,8 @@ pub struct PolicyCtx<'a> {
     pub p: &'a Params,
     /// The differentiable prior model.
     pub model: &'a dyn PriorModel,
+    /// Buffers of the fused BPTT gradient (owned by the learner).
+    pub bptt: &'a bptt::Workspace,
 }
 
 /// A policy gradient with its loss.
@@ -106,6 +108,7 @@ pub fn model_return(
         cfg,
         p,
         model,
+        ..
     } = ctx;
     let scale = cfg.task.reward_scale as f32;
     let gamma = cfg.algo.gamma as f32;
@@ -152,8 +155,8 @@ fn log_alpha_grad(ctx: PolicyCtx, mean_log_prob: f64) -> Option<f32> {
     })
 }
 
-/// [`gradient`] on the fused host kernels. The model-driven terms (n-step ADP, MPG's `J_H`)
-/// still run burn autodiff through the prior model ([`model_return_grad_autodiff`]).
+/// [`gradient`] on the fused host kernels; the model-driven terms (n-step ADP, MPG's `J_H`)
+/// by fused BPTT ([`bptt::model_return_grad`]).
 pub fn gradient_fused(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -> PolicyOut {
     let PolicyCtx { nets, cfg, p, .. } = ctx;
     let a = &cfg.algo;
@@ -167,7 +170,7 @@ pub fn gradient_fused(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -
             }
         }
         AlgoName::Nadp => {
-            let (grads, jh) = model_return_grad_autodiff(ctx, obs, true, 1.0, rng);
+            let (grads, jh) = bptt::model_return_grad(ctx, obs, true, 1.0, rng);
             PolicyOut {
                 grads,
                 loss: -jh,
@@ -175,12 +178,11 @@ pub fn gradient_fused(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -
             }
         }
         AlgoName::MpgV1 | AlgoName::MpgV2 => {
-            // MPG = w_data·(fused J_0 gradient) + w_model·(model-return gradient). SEAM: the
-            // model term is where `crate::algo::bptt::model_return_grad` (fused BPTT) plugs in.
+            // MPG = w_data·(fused J_0 gradient) + w_model·(fused BPTT J_H gradient).
             let (wd, wm) = mpg_weights(k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
             let all = a.rollout_gradient == RolloutGradient::AllActions;
             let (mut grads, j0) = fused::data_actor_grad(nets, p, obs, wd as f32);
-            let (gm, jh) = model_return_grad_autodiff(ctx, obs, all, wm as f32, rng);
+            let (gm, jh) = bptt::model_return_grad(ctx, obs, all, wm as f32, rng);
             grads
                 .iter_mut()
                 .flatten()
@@ -204,7 +206,7 @@ pub fn gradient_fused(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -
 }
 
 /// Gradient w.r.t. the policy of `−weight · J_H` (see [`model_return`]) by burn autodiff,
-/// with the value `J_H`.
+/// with the value `J_H`: the reference of [`bptt::model_return_grad`].
 pub fn model_return_grad_autodiff(
     ctx: PolicyCtx,
     obs: &[f32],
