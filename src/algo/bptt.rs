@@ -39,12 +39,6 @@ pub struct Workspace {
     pools: OnceLock<Vec<rayon::ThreadPool>>,
 }
 
-impl std::fmt::Debug for Workspace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("bptt::Workspace")
-    }
-}
-
 /// The rollout of one part of the batch: every step's states, actions, rewards and tapes.
 #[derive(Default)]
 struct Part {
