@@ -4,10 +4,17 @@
 mod common;
 
 use burn::tensor::Tensor;
+use common::{progress_without_timing, tempdir};
+use mixpg::algo::policy::{self, PolicyCtx};
+use mixpg::algo::{Agent, Learner, Nets, Params, TargetBatch, act, bptt};
+use mixpg::config::Config;
+use mixpg::env::{make_env, make_model, task_spec};
 use mixpg::nn::{
     self, DetPolicy, GaussianPolicy, GaussianTape, Mlp, MlpTape, NetSpec, ParamSet, QNet, device,
     plain_device, tensor1, tensor2, to_vec,
 };
+use mixpg::replay::HostBatch;
+use mixpg::runtime::Trainer;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
@@ -336,14 +343,6 @@ fn fused_mlp_gradient_matches_finite_differences() {
 
 // ---- Algorithm-level paths: fused against autodiff on both tasks. ----
 
-use common::{progress_without_timing, tempdir};
-use mixpg::algo::policy::{self, PolicyCtx};
-use mixpg::algo::{Agent, Learner, Nets, Params, TargetBatch, act, bptt};
-use mixpg::config::Config;
-use mixpg::env::{make_env, make_model, task_spec};
-use mixpg::replay::HostBatch;
-use mixpg::runtime::Trainer;
-
 const TASKS: [&str; 2] = ["path_tracking", "pendulum"];
 const ALG_BATCH: usize = 48;
 
@@ -501,9 +500,9 @@ fn action_selection_matches_autodiff_on_both_tasks() {
 }
 
 #[test]
-fn fused_data_actor_gradient_is_direct_dpg() {
-    // The fused n-step DPG gradient through policy::gradient equals the autodiff one even at
-    // the default network width, on the path-tracking task.
+fn ndpg_gradient_at_full_width_matches_autodiff() {
+    // The fused n-step DPG gradient through policy::gradient equals the autodiff one at the
+    // default network width (2×256), on the path-tracking task.
     let task = "path_tracking";
     let b = task_batch(task);
     let grads = |kernels: &str| {

@@ -374,7 +374,10 @@ impl QNet {
         tape: &'t mut MlpTape,
     ) -> &'t [f32] {
         let n_in = self.mlp.in_dim();
-        assert!(batch > 0 && obs.len() % batch == 0, "Q observation size");
+        assert!(
+            batch > 0 && obs.len().is_multiple_of(batch),
+            "Q observation size"
+        );
         let (o, a) = (obs.len() / batch, act.len() / batch);
         assert_eq!((o + a, act.len()), (n_in, batch * a), "Q input size");
         tape.input.clear();
@@ -530,13 +533,8 @@ impl GaussianPolicy {
         let z = self.mlp.forward_host(params, obs, batch, tape);
         out.clear();
         for row in z.chunks_exact(2 * d) {
-            for j in 0..d {
-                let m = row[j];
-                out.push(if self.squash {
-                    self.high_host[j] * m.tanh()
-                } else {
-                    m
-                });
+            for (&m, &h) in row[..d].iter().zip(&self.high_host) {
+                out.push(if self.squash { h * m.tanh() } else { m });
             }
         }
     }
