@@ -1,11 +1,11 @@
 //! Path tracking throughput: simulator agent-steps/s (per kernel) and the prior model's
-//! forward + backward step at batch 256.
+//! forward + backward step at batch 256, autodiff (burn) and fused (host step + VJP).
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use mixpg::env::path_tracking::{
     Kernel, PathTrackingEnv, PathTrackingModel, PathTrackingModelConfig,
 };
-use mixpg::env::{Env, PriorModel, StepOut};
+use mixpg::env::{Env, ModelTape, PriorModel, StepOut};
 use mixpg::nn::{device, tensor2};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -60,6 +60,18 @@ fn model(c: &mut Criterion) {
             let loss = ns.sum().add(r.sum());
             let grads = loss.backward();
             black_box((s.grad(&grads), a.grad(&grads)))
+        })
+    });
+    let (mut noise, mut tape) = (Vec::new(), ModelTape::default());
+    let (mut next, mut reward) = (vec![0.0; batch * 6], vec![0.0; batch]);
+    let (ones_next, ones_reward) = (vec![1.0; batch * 6], vec![1.0; batch]);
+    let (mut d_state, mut d_action) = (vec![0.0; batch * 6], vec![0.0; batch * 2]);
+    g.bench_function("mismatched_fused_fwd_bwd_256", |b| {
+        b.iter(|| {
+            model.draw_noise(batch, &mut rng, &mut noise);
+            model.step_host(&states, &actions, &noise, &mut next, &mut reward, &mut tape);
+            model.step_vjp(&tape, &ones_next, &ones_reward, &mut d_state, &mut d_action);
+            black_box((&d_state, &d_action));
         })
     });
     g.finish();

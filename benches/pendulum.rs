@@ -1,8 +1,9 @@
-//! Inverted pendulum: simulator throughput and model step forward + backward.
+//! Inverted pendulum: simulator throughput and model step forward + backward at batch 256,
+//! autodiff (burn) and fused (host step + VJP).
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use mixpg::env::pendulum::{PendulumEnv, PendulumModel, PendulumModelConfig};
-use mixpg::env::{Env, PriorModel, StepOut};
+use mixpg::env::{Env, ModelTape, PriorModel, StepOut};
 use mixpg::nn::{device, tensor2};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -48,6 +49,18 @@ fn model(c: &mut Criterion) {
                 let loss = next.sum().add(r.sum());
                 let grads = loss.backward();
                 (s.grad(&grads), a.grad(&grads))
+            });
+        });
+        let (mut noise, mut tape) = (Vec::new(), ModelTape::default());
+        let (mut next, mut reward) = (vec![0.0; batch * 4], vec![0.0; batch]);
+        let (ones_next, ones_reward) = (vec![1.0; batch * 4], vec![1.0; batch]);
+        let (mut d_state, mut d_action) = (vec![0.0; batch * 4], vec![0.0; batch]);
+        group.bench_function(BenchmarkId::new(format!("{name}_fused"), batch), |b| {
+            b.iter(|| {
+                model.draw_noise(batch, &mut rng, &mut noise);
+                model.step_host(&states, &actions, &noise, &mut next, &mut reward, &mut tape);
+                model.step_vjp(&tape, &ones_next, &ones_reward, &mut d_state, &mut d_action);
+                black_box((&d_state, &d_action));
             });
         });
     }

@@ -1,24 +1,33 @@
-//! Update-step benchmarks at batch 256 with 2×256 ELU networks on path tracking:
+//! Update-step benchmarks at batch 256 with 2×256 ELU networks on path tracking, on one thread:
 //! critic update, data-driven actor update, H=25 BPTT actor update (n-step ADP / MPG's model
-//! part), and the ELU activation (ours vs burn's) forward+backward.
+//! part; also on the pendulum, `bptt_h25_pendulum`), with the default fused kernels
+//! (`update_b256/…`) and with burn autodiff (`update_b256_autodiff/…`); the two BPTT updates on
+//! a two-thread pool (`update_b256_2threads/…`, `update_b256_2threads_autodiff/…`); and the ELU
+//! activation (ours vs burn's) forward+backward.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mixpg::algo::policy::{self, PolicyCtx};
-use mixpg::algo::{Agent, Learner, Nets};
+use mixpg::algo::{Agent, Learner, Nets, bptt};
 use mixpg::config::Config;
 use mixpg::env::{make_model, task_spec};
 use mixpg::nn::{self, device, tensor2};
 use mixpg::replay::HostBatch;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use rayon::ThreadPool;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The path-tracking config file `file`.toml run as algorithm `algo`.
-fn config(file: &str, algo: &str) -> Config {
-    let path = format!("configs/path_tracking/{file}.toml");
-    Config::load(std::path::Path::new(&path), &[format!("algo.name={algo}")]).expect("config")
+/// The config file `configs/{task}/{file}.toml` run as algorithm `algo`.
+fn config(task: &str, file: &str, algo: &str, kernels: &str) -> Config {
+    let path = format!("configs/{task}/{file}.toml");
+    let set = [
+        format!("algo.name={algo}"),
+        format!("network.kernels=\"{kernels}\""),
+    ];
+    Config::load(std::path::Path::new(&path), &set).expect("config")
 }
 
 fn batch(rng: &mut Pcg64Mcg, n: usize) -> HostBatch {
@@ -34,15 +43,24 @@ fn batch(rng: &mut Pcg64Mcg, n: usize) -> HostBatch {
     }
 }
 
-fn updates(c: &mut Criterion) {
+/// A rayon pool of `threads` threads; every benchmarked update runs inside it.
+fn pool(threads: usize) -> ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a benchmark thread pool")
+}
+
+/// The update benchmarks with `network.kernels = kernels` in group `group`, on `pool`.
+fn update_group(c: &mut Criterion, group: &str, kernels: &str, pool: &ThreadPool) {
     let mut rng = Pcg64Mcg::seed_from_u64(0);
     let spec = task_spec("path_tracking").unwrap();
     let b = batch(&mut rng, 256);
-    let mut g = c.benchmark_group("update_b256");
+    let mut g = c.benchmark_group(group);
     g.sample_size(20);
 
     // Critic: one-step target + Q loss gradient + Adam step (DDPG's critic).
-    let cfg = config("td3", "ddpg");
+    let cfg = config("path_tracking", "td3", "ddpg", kernels);
     let nets = Nets::new(&cfg, &spec);
     let mut agent = Agent::new(&nets, &cfg, &mut rng);
     let mut learner = Learner::new(
@@ -55,31 +73,119 @@ fn updates(c: &mut Criterion) {
     let tb = learner.targets(&agent.params, b.clone());
     g.bench_function("critic", |bench| {
         bench.iter(|| {
-            let grads = learner.compute(&agent.params, &tb, 1, false);
-            agent.apply(grads, 1);
+            pool.install(|| {
+                let grads = learner.compute(&agent.params, &tb, 1, false);
+                agent.apply(grads, 1);
+            })
         })
     });
 
     // Data-driven actor: ∇θ Q(s, π(s)) + Adam step; then the model-driven actor: H = 25 BPTT
     // through the path-tracking prior model + Adam step.
-    let model = make_model("path_tracking", true).unwrap();
-    for (name, file, algo) in [("actor_pg", "td3", "ddpg"), ("bptt_h25", "nadp", "nadp")] {
-        let cfg = config(file, algo);
-        let nets = Nets::new(&cfg, &spec);
-        let mut agent = Agent::new(&nets, &cfg, &mut rng);
-        g.bench_function(name, |bench| {
-            bench.iter(|| {
+    for (name, task, file, algo) in [
+        ("actor_pg", "path_tracking", "td3", "ddpg"),
+        ("bptt_h25", "path_tracking", "nadp", "nadp"),
+        ("bptt_h25_pendulum", "pendulum", "nadp", "nadp"),
+    ] {
+        actor_bench(&mut g, name, [task, file, algo, kernels], pool, &mut rng);
+    }
+    g.finish();
+}
+
+/// One actor update (policy gradient + Adam step) of `algo` (config `file`) on `task` with
+/// `network.kernels = kernels` at batch 256, on `pool`.
+fn actor_bench(
+    g: &mut BenchmarkGroup<WallTime>,
+    name: &str,
+    [task, file, algo, kernels]: [&str; 4],
+    pool: &ThreadPool,
+    rng: &mut Pcg64Mcg,
+) {
+    let cfg = config(task, file, algo, kernels);
+    let spec = task_spec(task).unwrap();
+    let model = make_model(task, cfg.task.model_mismatch).unwrap();
+    let nets = Nets::new(&cfg, &spec);
+    let mut agent = Agent::new(&nets, &cfg, rng);
+    let obs: Vec<f32> = (0..256 * spec.obs_dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let workspace = bptt::Workspace::default();
+    g.bench_function(name, |bench| {
+        bench.iter(|| {
+            pool.install(|| {
                 let ctx = PolicyCtx {
                     nets: &nets,
                     cfg: &cfg,
                     p: &agent.params,
                     model: model.as_ref(),
+                    bptt: &workspace,
                 };
-                let out = policy::gradient(ctx, &b.obs, 0, &mut rng);
+                let out = policy::gradient(ctx, &obs, 0, rng);
                 agent.pi_adam.apply(&mut agent.params.pi, &out.grads);
             })
-        });
+        })
+    });
+}
+
+/// The two BPTT updates with `network.kernels = kernels` in group `group`, on `pool`.
+fn bptt_group(c: &mut Criterion, group: &str, kernels: &str, pool: &ThreadPool) {
+    let mut rng = Pcg64Mcg::seed_from_u64(2);
+    let mut g = c.benchmark_group(group);
+    g.sample_size(20);
+    for (name, task) in [
+        ("bptt_h25", "path_tracking"),
+        ("bptt_h25_pendulum", "pendulum"),
+    ] {
+        actor_bench(
+            &mut g,
+            name,
+            [task, "nadp", "nadp", kernels],
+            pool,
+            &mut rng,
+        );
     }
+    g.finish();
+}
+
+fn updates(c: &mut Criterion) {
+    // One thread (burn-flex and the fused kernels use the current rayon pool: the global one
+    // outside `install`), so the ratios compare the kernels and not the thread counts.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .expect("one-thread global pool");
+    let one = pool(1);
+    update_group(c, "update_b256", "fused", &one);
+    update_group(c, "update_b256_autodiff", "autodiff", &one);
+    // Both cores: the fused BPTT splits the batch across them, burn's matmuls use them.
+    let two = pool(2);
+    bptt_group(c, "update_b256_2threads", "fused", &two);
+    bptt_group(c, "update_b256_2threads_autodiff", "autodiff", &two);
+    let mut rng = Pcg64Mcg::seed_from_u64(1);
+
+    // One Adam step on a 2×256 Q network's parameters: host values only (the tensor cache is
+    // rebuilt lazily, as the fused path needs it never), and followed by the tensor-cache
+    // rebuild every step paid before (what the autodiff path still pays when it reads them).
+    let cfg = config("path_tracking", "td3", "td3", "fused");
+    let nets = Nets::new(&cfg, &task_spec("path_tracking").unwrap());
+    let mut agent = Agent::new(&nets, &cfg, &mut rng);
+    let grads: Vec<Vec<f32>> = agent
+        .params
+        .q1
+        .values()
+        .iter()
+        .map(|v| v.iter().map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let mut g = c.benchmark_group("adam_q256");
+    g.bench_function("host_only", |bench| {
+        bench.iter(|| agent.q1_adam.apply(&mut agent.params.q1, &grads))
+    });
+    g.bench_function("with_cache_rebuild", |bench| {
+        bench.iter(|| {
+            agent.q1_adam.apply(&mut agent.params.q1, &grads);
+            agent.params.q1.frozen().len()
+        })
+    });
     g.finish();
 
     // ELU forward + backward on [256, 256].

@@ -21,7 +21,8 @@ pub struct Config {
     pub task: TaskConfig,
     /// The algorithm and its hyper-parameters.
     pub algo: AlgoConfig,
-    /// Network sizes (all networks).
+    /// Network sizes (all networks) and `network.kernels`: `"fused"` (default, the
+    /// hand-written host kernels of `nn::fused`) or `"autodiff"` (burn autodiff, the reference).
     #[serde(default)]
     pub network: NetSpec,
     /// Training loop: iterations, evaluation, checkpoints, seed.
@@ -256,6 +257,11 @@ pub struct TrainConfig {
     /// distribution: the reference code's effective behaviour, a bug kept as an option).
     #[serde(default)]
     pub collect_reset: CollectReset,
+    /// Serial mode: threads of the learning core (GEMMs split across them, and the critic and
+    /// policy gradients computed concurrently). Default 1; a run is reproducible for a given
+    /// setting.
+    #[serde(default = "d_threads")]
+    pub threads: usize,
 }
 
 /// Execution mode.
@@ -468,6 +474,9 @@ fn d_log_interval() -> u64 {
 fn d_nonfinite() -> u64 {
     100
 }
+fn d_threads() -> usize {
+    1
+}
 fn d_mode() -> Mode {
     Mode::Serial
 }
@@ -572,6 +581,7 @@ impl Config {
             );
         }
         check(t.num_agents >= 1, "task.num_agents", "must be at least 1")?;
+        check(tr.threads >= 1, "train.threads", "must be at least 1")?;
         check(
             t.reward_scale.is_finite() && t.reward_scale > 0.0,
             "task.reward_scale",

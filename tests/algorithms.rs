@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use common::{eval_returns, lqr_config, progress_without_timing, tempdir};
 use mixpg::algo::policy::PolicyCtx;
 use mixpg::algo::schedule::mpg_weights;
-use mixpg::algo::{Agent, Learner, Nets, Params, policy};
+use mixpg::algo::{Agent, Learner, Nets, Params, bptt, policy};
 use mixpg::config::{AlgoName, Config};
 use mixpg::env::{make_env, make_model, task_spec};
 use mixpg::nn::{self, ParamSet, plain_device, tensor2};
@@ -48,6 +48,7 @@ fn loss_value(nets: &Nets, cfg: &Config, p: &Params, pi: &ParamSet, obs: &[f32],
         cfg,
         p,
         model: model.as_ref(),
+        bptt: &bptt::Workspace::default(),
     };
     let (l, _) = policy::loss(ctx, pi.frozen(), s, k, &mut rng);
     nn::scalar(l) as f64
@@ -61,6 +62,7 @@ fn policy_grad(nets: &Nets, cfg: &Config, p: &Params, obs: &[f32], k: u64) -> Ve
         cfg,
         p,
         model: model.as_ref(),
+        bptt: &bptt::Workspace::default(),
     };
     policy::gradient(ctx, obs, k, &mut rng).grads
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::{lqr_config, progress_without_timing, tempdir};
 use mixpg::algo::policy::{self, PolicyCtx};
-use mixpg::algo::{Agent, Learner, Nets, Params, PolicyNet, targets};
+use mixpg::algo::{Agent, Learner, Nets, Params, PolicyNet, bptt, targets};
 use mixpg::config::{CollectReset, Config};
 use mixpg::env::{StepOut, make_env, make_model, reset_after_collect, task_spec};
 use mixpg::nn::{self, plain_device, tensor2};
@@ -77,11 +77,13 @@ fn sac_feeds_q_the_clipped_actions_it_stores() {
 
     // Actor loss.
     let model = make_model("path_tracking", true).unwrap();
+    let workspace = bptt::Workspace::default();
     let ctx = PolicyCtx {
         nets: &nets,
         cfg: &cfg,
         p: &p,
         model: model.as_ref(),
+        bptt: &workspace,
     };
     let (loss, _) = policy::loss(
         ctx,

@@ -92,7 +92,10 @@ fn elu_matches_definition_and_its_derivative() {
 fn q_gradient_wrt_action_flows_to_a_frozen_policy_input() {
     // Data-driven PG: d Q(s, π(s)) / dθ with Q frozen.
     let mut rng = Pcg64Mcg::seed_from_u64(1);
-    let spec = NetSpec { hidden: vec![8, 8] };
+    let spec = NetSpec {
+        hidden: vec![8, 8],
+        ..NetSpec::default()
+    };
     let pi = DetPolicy::new(&[1.0, 1.0], &[2.0], &spec, &device());
     let q = QNet::new(&[1.0, 1.0], 1, &spec, &device());
     let pi_params = pi.init(&mut rng);
@@ -118,7 +121,10 @@ fn gaussian_log_prob_gradient_matches_finite_differences() {
             &[1.0, 1.0, 1.0],
             &[3.0, 1.0],
             squash,
-            &NetSpec { hidden: vec![8] },
+            &NetSpec {
+                hidden: vec![8],
+                ..NetSpec::default()
+            },
             &device(),
         );
         let params = pol.init(&mut rng);
@@ -141,7 +147,10 @@ fn gaussian_log_prob_matches_the_density() {
             &[1.0],
             &[2.0],
             squash,
-            &NetSpec { hidden: vec![4] },
+            &NetSpec {
+                hidden: vec![4],
+                ..NetSpec::default()
+            },
             &device(),
         );
         let params = pol.init(&mut rng);

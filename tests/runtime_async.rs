@@ -167,18 +167,18 @@ fn more_learners_than_cores_does_not_deadlock() {
 
 #[test]
 fn panicking_learner_is_restarted() {
+    // Long enough that learner #1 reaches its faulty step before learner #0 alone finishes
+    // the run (with the fused kernels 60 iterations take ~0.1 s, less than a worker's start).
     let dir = tempdir("restart");
     let c = cfg(&[
-        // Long enough that learner #1 surely takes its third step before the run ends (at 60
-        // iterations the other learner sometimes did all the work first).
-        "train.iterations=400",
+        "train.iterations=600",
         "runtime.on_panic=\"restart\"",
         "runtime.inject_panic=\"learner:1:2\"",
     ]);
     let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
     let (r, t) = run_bounded(t, Duration::from_secs(60));
     let s = r.unwrap();
-    assert_eq!(t.iteration(), 400);
+    assert_eq!(t.iteration(), 600);
     assert_eq!(s.restarts, 1, "faults: {:?}", s.faults);
     assert!(
         s.faults[0].contains("learner #1") && s.faults[0].contains("panicked"),

@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use super::policy::{self, PolicyCtx};
-use super::{Nets, Params};
+use super::{Nets, Params, bptt};
 use crate::config::{Config, RolloutGradient};
 use crate::env::PriorModel;
 use crate::nn::{self, plain_device, tensor2};
@@ -55,11 +55,13 @@ pub fn policy_gradient(
             let mut cfg = cfg.clone();
             cfg.algo.horizon = h;
             cfg.algo.rollout_gradient = RolloutGradient::FirstAction;
+            let bptt = bptt::Workspace::default();
             let ctx = PolicyCtx {
                 nets,
                 cfg: &cfg,
                 p,
                 model,
+                bptt: &bptt,
             };
             let mut rng = Pcg64Mcg::seed_from_u64(seed);
             policy::model_return(ctx, &tracked.leaves, s, false, &mut rng)

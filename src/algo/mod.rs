@@ -10,6 +10,8 @@
 //! code's learners do), so the serial trainer is the asynchronous one with zero staleness.
 
 pub mod bias;
+pub mod bptt;
+pub mod fused;
 pub mod policy;
 pub mod schedule;
 pub mod targets;
@@ -26,7 +28,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{AlgoName, Config, ValueTarget};
 use crate::env::{Env, PriorModel, TaskSpec};
 use crate::nn::{
-    self, Adam, DetPolicy, GaussianPolicy, ParamSet, QNet, device, plain_device, tensor2,
+    self, Adam, DetPolicy, GaussianPolicy, Kernels, ParamSet, QNet, device, plain_device, tensor2,
 };
 use crate::replay::HostBatch;
 
@@ -67,6 +69,8 @@ pub struct Nets {
     pub q: QNet,
     /// The algorithm.
     pub algo: AlgoName,
+    /// Which implementation runs the network passes (`network.kernels`).
+    pub kernels: Kernels,
 }
 
 impl Nets {
@@ -93,6 +97,7 @@ impl Nets {
             policy,
             q: QNet::new(&spec.obs_scale, spec.act_dim, &cfg.network, &dev),
             algo: cfg.algo.name,
+            kernels: cfg.network.kernels,
         }
     }
 
@@ -349,6 +354,8 @@ pub struct Learner {
     pub nets: Nets,
     cfg: Config,
     model: Box<dyn PriorModel>,
+    /// Buffers of the fused BPTT gradient.
+    bptt: bptt::Workspace,
     /// True simulator for n-step TD targets (MPG-v1, n-step DPG, n-step ADP).
     env: Option<Box<dyn Env>>,
     rng: Pcg64Mcg,
@@ -369,6 +376,7 @@ impl Learner {
             model,
             env,
             rng: Pcg64Mcg::seed_from_u64(seed),
+            bptt: bptt::Workspace::default(),
         }
     }
 
@@ -408,39 +416,56 @@ impl Learner {
         TargetBatch { batch, targets }
     }
 
-    /// Gradients of iteration `k` from the snapshot `p` on a batch with targets.
+    /// Gradients of iteration `k` from the snapshot `p` on a batch with targets. With more
+    /// than one thread in the current rayon pool, the critic gradients are computed on another
+    /// thread while this one computes the policy gradient (same results, in any order).
     pub fn compute(&mut self, p: &Params, tb: &TargetBatch, k: u64, policy_step: bool) -> Grads {
-        let (o, a) = (self.nets.spec.obs_dim, self.nets.spec.act_dim);
-        let dev = plain_device();
-        let b = &tb.batch;
-        let obs = tensor2(b.obs.clone(), b.len, o, &dev);
-        let act = tensor2(b.act.clone(), b.len, a, &dev);
-        let y = nn::tensor1(tb.targets.clone(), &dev);
-        let q_grad = |q: &ParamSet| {
-            let tr = q.track();
-            let loss = self
-                .nets
-                .q
-                .forward(&tr.leaves, obs.clone(), act.clone())
-                .sub(y.clone())
-                .powi_scalar(2)
-                .mean()
-                .mul_scalar(0.5);
-            let value = nn::scalar(loss.clone().inner()) as f64;
-            (tr.grads(&loss.backward()), value)
+        let nets = &self.nets;
+        let critic = || {
+            let q = |q: &ParamSet| match nets.kernels {
+                Kernels::Fused => {
+                    let b = &tb.batch;
+                    fused::critic_grad(nets, q, &b.obs, &b.act, &tb.targets)
+                }
+                Kernels::Autodiff => critic_grad_autodiff(nets, q, tb),
+            };
+            (q(&p.q1), p.q2.as_ref().map(q))
         };
-        let (g1, l1) = q_grad(&p.q1);
-        let (q2, l2) = match &p.q2 {
-            Some(q2) => {
-                let (g, l) = q_grad(q2);
-                (Some(g), Some(l))
-            }
+        let (cfg, model, rng) = (&self.cfg, self.model.as_ref(), &mut self.rng);
+        let bptt = &self.bptt;
+        let mut actor = || {
+            policy_step.then(|| {
+                let start = Instant::now();
+                let ctx = policy::PolicyCtx {
+                    nets,
+                    cfg,
+                    p,
+                    model,
+                    bptt,
+                };
+                let out = policy::gradient(ctx, &tb.batch.obs, k, rng);
+                (out, start.elapsed().as_secs_f64() * 1e3)
+            })
+        };
+        let (((g1, l1), q2), pg) = if policy_step && rayon::current_num_threads() > 1 {
+            let mut critic_out = None;
+            let pg = rayon::in_place_scope(|s| {
+                s.spawn(|_| critic_out = Some(critic()));
+                actor()
+            });
+            (critic_out.expect("the critic job ran"), pg)
+        } else {
+            (critic(), actor())
+        };
+        let (q2, l2) = match q2 {
+            Some((g, l)) => (Some(g), Some(l)),
             None => (None, None),
         };
         let n1 = nn::global_norm(&g1) as f64;
         let q_grad_norm = q2
             .as_ref()
             .map_or(n1, |g2| 0.5 * (n1 + nn::global_norm(g2) as f64));
+        let b = &tb.batch;
         let terminated_frac = b.terminated.iter().sum::<f32>() as f64 / b.len.max(1) as f64;
         let mut grads = Grads {
             q1: g1,
@@ -453,20 +478,12 @@ impl Learner {
             },
             ..Default::default()
         };
-        if policy_step {
-            let start = Instant::now();
-            let ctx = policy::PolicyCtx {
-                nets: &self.nets,
-                cfg: &self.cfg,
-                p,
-                model: self.model.as_ref(),
-            };
-            let out = policy::gradient(ctx, &b.obs, k, &mut self.rng);
+        if let Some((out, ms)) = pg {
             grads.stats.pi_grad_norm = Some(nn::global_norm(&out.grads) as f64);
             grads.pi = Some(out.grads);
             grads.log_alpha = out.log_alpha_grad;
             grads.stats.policy_loss = Some(out.loss);
-            grads.stats.pg_time_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+            grads.stats.pg_time_ms = Some(ms);
         }
         grads
     }
@@ -483,6 +500,26 @@ pub fn clip_to_bounds(spec: &TaskSpec, action: Tensor<2>) -> Tensor<2> {
         .min_pair(rows(&spec.action_high))
 }
 
+/// Gradient and value of the Q loss `½ mean (Q(s, a) − y)²` by burn autodiff.
+fn critic_grad_autodiff(nets: &Nets, q: &ParamSet, tb: &TargetBatch) -> (Vec<Vec<f32>>, f64) {
+    let (o, a) = (nets.spec.obs_dim, nets.spec.act_dim);
+    let dev = plain_device();
+    let b = &tb.batch;
+    let obs = tensor2(b.obs.clone(), b.len, o, &dev);
+    let act = tensor2(b.act.clone(), b.len, a, &dev);
+    let y = nn::tensor1(tb.targets.clone(), &dev);
+    let tr = q.track();
+    let loss = nets
+        .q
+        .forward(&tr.leaves, obs, act)
+        .sub(y)
+        .powi_scalar(2)
+        .mean()
+        .mul_scalar(0.5);
+    let value = nn::scalar(loss.clone().inner()) as f64;
+    (tr.grads(&loss.backward()), value)
+}
+
 /// Actions for a batch of observations with the policy snapshot `pi`: deterministic, or with
 /// exploration (Gaussian noise for deterministic policies, a sample for SAC), clipped to the
 /// bounds.
@@ -495,15 +532,26 @@ pub fn act(
 ) -> Vec<f32> {
     let (o, a) = (nets.spec.obs_dim, nets.spec.act_dim);
     let n = obs.len() / o;
-    let dev = plain_device();
-    let x = tensor2(obs.to_vec(), n, o, &dev);
     let mut out = match (&nets.policy, explore) {
         (PolicyNet::Gauss(g), Some(_)) => {
             let eps: Vec<f32> = (0..n * a).map(|_| rng.sample(StandardNormal)).collect();
-            nn::to_vec(g.sample(pi.frozen(), x, tensor2(eps, n, a, &dev)).action)
+            match nets.kernels {
+                Kernels::Fused => fused::sample(nets, pi, obs, &eps),
+                Kernels::Autodiff => {
+                    let dev = plain_device();
+                    let x = tensor2(obs.to_vec(), n, o, &dev);
+                    nn::to_vec(g.sample(pi.frozen(), x, tensor2(eps, n, a, &dev)).action)
+                }
+            }
         }
         (policy, noise) => {
-            let mut v = nn::to_vec(policy.act(pi.frozen(), x));
+            let mut v = match nets.kernels {
+                Kernels::Fused => fused::act(nets, pi, obs),
+                Kernels::Autodiff => {
+                    let x = tensor2(obs.to_vec(), n, o, &plain_device());
+                    nn::to_vec(policy.act(pi.frozen(), x))
+                }
+            };
             if let Some(sigma) = noise.filter(|s| *s > 0.0) {
                 for x in v.iter_mut() {
                     *x += sigma as f32 * rng.sample::<f32, _>(StandardNormal);

@@ -14,10 +14,10 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-use super::{Nets, Params, PolicyNet, clip_to_bounds, schedule::mpg_weights};
+use super::{Nets, Params, PolicyNet, bptt, clip_to_bounds, fused, schedule::mpg_weights};
 use crate::config::{AlgoName, Config, RolloutGradient};
 use crate::env::PriorModel;
-use crate::nn::{self, plain_device, tensor2};
+use crate::nn::{self, Kernels, plain_device, tensor2};
 
 /// What every policy loss reads: the architectures, the config, the parameter snapshot (Q
 /// networks and the constant copy of the policy) and the prior model.
@@ -31,6 +31,8 @@ pub struct PolicyCtx<'a> {
     pub p: &'a Params,
     /// The differentiable prior model.
     pub model: &'a dyn PriorModel,
+    /// Buffers of the fused BPTT gradient (owned by the learner).
+    pub bptt: &'a bptt::Workspace,
 }
 
 /// A policy gradient with its loss.
@@ -109,6 +111,7 @@ pub fn model_return(
         cfg,
         p,
         model,
+        ..
     } = ctx;
     let scale = cfg.task.reward_scale as f32;
     let gamma = cfg.algo.gamma as f32;
@@ -137,27 +140,101 @@ pub fn model_return(
     .mean()
 }
 
-/// The policy gradient of iteration `k` on the replayed states `obs` (row-major).
+/// The policy gradient of iteration `k` on the replayed states `obs` (row-major), on the
+/// kernels `network.kernels` selects.
 pub fn gradient(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -> PolicyOut {
+    match ctx.nets.kernels {
+        Kernels::Fused => gradient_fused(ctx, obs, k, rng),
+        Kernels::Autodiff => gradient_autodiff(ctx, obs, k, rng),
+    }
+}
+
+/// The temperature gradient `d/d log α` of `−log α · (E log π + target_entropy)`, when learned.
+fn log_alpha_grad(ctx: PolicyCtx, mean_log_prob: f64) -> Option<f32> {
+    let a = &ctx.cfg.algo;
+    a.learn_alpha.then(|| {
+        let target = a.target_entropy.unwrap_or(-(ctx.nets.spec.act_dim as f64));
+        -(mean_log_prob + target) as f32
+    })
+}
+
+/// [`gradient`] on the fused host kernels; the model-driven terms (n-step ADP, MPG's `J_H`)
+/// by fused BPTT ([`bptt::model_return_grad`]).
+pub fn gradient_fused(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -> PolicyOut {
     let PolicyCtx { nets, cfg, p, .. } = ctx;
-    let o = nets.spec.obs_dim;
+    let a = &cfg.algo;
+    match nets.algo {
+        AlgoName::Sac => {
+            let (grads, loss, mean_lp) = fused::sac_actor_grad(nets, p, obs, rng);
+            PolicyOut {
+                grads,
+                loss,
+                log_alpha_grad: log_alpha_grad(ctx, mean_lp),
+            }
+        }
+        AlgoName::Nadp => {
+            let (grads, jh) = bptt::model_return_grad(ctx, obs, true, 1.0, rng);
+            PolicyOut {
+                grads,
+                loss: -jh,
+                log_alpha_grad: None,
+            }
+        }
+        AlgoName::MpgV1 | AlgoName::MpgV2 => {
+            // MPG = w_data·(fused J_0 gradient) + w_model·(fused BPTT J_H gradient).
+            let (wd, wm) = mpg_weights(k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
+            let all = a.rollout_gradient == RolloutGradient::AllActions;
+            let (mut grads, j0) = fused::data_actor_grad(nets, p, obs, wd as f32);
+            let (gm, jh) = bptt::model_return_grad(ctx, obs, all, wm as f32, rng);
+            grads
+                .iter_mut()
+                .flatten()
+                .zip(gm.iter().flatten())
+                .for_each(|(x, y)| *x += y);
+            PolicyOut {
+                grads,
+                loss: -(wd * j0 + wm * jh),
+                log_alpha_grad: None,
+            }
+        }
+        _ => {
+            let (grads, j0) = fused::data_actor_grad(nets, p, obs, 1.0);
+            PolicyOut {
+                grads,
+                loss: -j0,
+                log_alpha_grad: None,
+            }
+        }
+    }
+}
+
+/// Gradient w.r.t. the policy of `−weight · J_H` (see [`model_return`]) by burn autodiff,
+/// with the value `J_H`: the reference of [`bptt::model_return_grad`].
+pub fn model_return_grad_autodiff(
+    ctx: PolicyCtx,
+    obs: &[f32],
+    all_actions: bool,
+    weight: f32,
+    rng: &mut Pcg64Mcg,
+) -> (Vec<Vec<f32>>, f64) {
+    let o = ctx.nets.spec.obs_dim;
     let s = tensor2(obs.to_vec(), obs.len() / o, o, &plain_device());
-    let tracked = p.pi.track();
+    let tracked = ctx.p.pi.track();
+    let jh = model_return(ctx, &tracked.leaves, s, all_actions, rng);
+    let value = nn::scalar(jh.clone().inner()) as f64;
+    (tracked.grads(&jh.mul_scalar(-weight).backward()), value)
+}
+
+/// [`gradient`] by burn autodiff through [`loss`] (the reference path).
+pub fn gradient_autodiff(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -> PolicyOut {
+    let o = ctx.nets.spec.obs_dim;
+    let s = tensor2(obs.to_vec(), obs.len() / o, o, &plain_device());
+    let tracked = ctx.p.pi.track();
     let (loss, log_prob) = loss(ctx, &tracked.leaves, s, k, rng);
     let value = nn::scalar(loss.clone().inner()) as f64;
     let grads = tracked.grads(&loss.backward());
-    let log_alpha_grad = match (log_prob, cfg.algo.learn_alpha) {
-        (Some(lp), true) => {
-            let target = cfg
-                .algo
-                .target_entropy
-                .unwrap_or(-(nets.spec.act_dim as f64));
-            let mean_lp = nn::scalar(lp.inner().mean()) as f64;
-            // d/d log α of −log α · (E log π + target_entropy).
-            Some(-(mean_lp + target) as f32)
-        }
-        _ => None,
-    };
+    let log_alpha_grad =
+        log_prob.and_then(|lp| log_alpha_grad(ctx, nn::scalar(lp.inner().mean()) as f64));
     PolicyOut {
         grads,
         loss: value,

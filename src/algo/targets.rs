@@ -10,10 +10,10 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-use super::{Nets, Params, PolicyNet, clip_to_bounds};
+use super::{Nets, Params, PolicyNet, clip_to_bounds, fused};
 use crate::config::{AlgoName, Config};
 use crate::env::{Env, PriorModel, StepOut};
-use crate::nn::{self, plain_device, tensor1, tensor2};
+use crate::nn::{self, Kernels, plain_device, tensor2};
 use crate::replay::HostBatch;
 
 /// n-step TD targets run in the true environment (MPG-v1, n-step DPG, n-step ADP):
@@ -33,8 +33,13 @@ pub fn n_step(nets: &Nets, cfg: &Config, p: &Params, env: &mut dyn Env, b: &Host
     let mut obs = b.obs.clone();
     for t in 0..cfg.algo.n_step {
         if t > 0 {
-            let x = tensor2(obs.clone(), b.len, o, &dev);
-            actions = nn::to_vec(nets.policy.act(p.pi.frozen(), x));
+            actions = match nets.kernels {
+                Kernels::Fused => fused::act(nets, &p.pi, &obs),
+                Kernels::Autodiff => {
+                    let x = tensor2(obs.clone(), b.len, o, &dev);
+                    nn::to_vec(nets.policy.act(p.pi.frozen(), x))
+                }
+            };
         }
         env.step(&actions, &mut out);
         for (r, rew) in ret.iter_mut().zip(&out.reward) {
@@ -43,8 +48,7 @@ pub fn n_step(nets: &Nets, cfg: &Config, p: &Params, env: &mut dyn Env, b: &Host
         disc *= gamma;
         std::mem::swap(&mut obs, &mut out.next_obs);
     }
-    let s_n = tensor2(obs, b.len, o, &dev);
-    with_tail(nets, cfg, p, &ret, disc, s_n)
+    with_tail(nets, cfg, p, &ret, disc, obs)
 }
 
 /// n-step targets rolled out in the prior model instead of the true environment
@@ -78,7 +82,7 @@ pub fn n_step_model(
         disc *= gamma;
         s = s2;
     }
-    with_tail(nets, cfg, p, &ret, disc, s)
+    with_tail(nets, cfg, p, &ret, disc, nn::to_vec(s))
 }
 
 /// `ret + disc · Q1'(s_n, π'(s_n))` with the target networks, the bootstrap value optionally
@@ -89,10 +93,16 @@ fn with_tail(
     p: &Params,
     ret: &[f32],
     disc: f32,
-    s_n: Tensor<2>,
+    obs: Vec<f32>,
 ) -> Vec<f32> {
-    let a_n = nets.policy.act(p.pi_t.frozen(), s_n.clone());
-    let mut tail = nn::to_vec(nets.q.forward(p.q1_t.frozen(), s_n, a_n));
+    let mut tail = match nets.kernels {
+        Kernels::Fused => fused::target_q(nets, p, &obs, &fused::act(nets, &p.pi_t, &obs), true),
+        Kernels::Autodiff => {
+            let s_n = tensor2(obs, ret.len(), nets.spec.obs_dim, &plain_device());
+            let a_n = nets.policy.act(p.pi_t.frozen(), s_n.clone());
+            nn::to_vec(nets.q.forward(p.q1_t.frozen(), s_n, a_n))
+        }
+    };
     if let Some([lo, hi]) = cfg.algo.bootstrap_clip {
         tail.iter_mut()
             .for_each(|x| *x = x.clamp(lo as f32, hi as f32));
@@ -107,6 +117,64 @@ fn with_tail(
 /// - DDPG: `Q1'(s', π'(s'))`;
 /// - SAC: `min_i Q_i'(s', clip(a')) − α log π(a'|s')` with `a' ~ π(·|s')`.
 pub fn one_step(
+    nets: &Nets,
+    cfg: &Config,
+    p: &Params,
+    b: &HostBatch,
+    rng: &mut Pcg64Mcg,
+) -> Vec<f32> {
+    let v = match nets.kernels {
+        Kernels::Fused => one_step_values_fused(nets, cfg, p, b, rng),
+        Kernels::Autodiff => one_step_values_autodiff(nets, cfg, p, b, rng),
+    };
+    let (scale, gamma) = (cfg.task.reward_scale as f32, cfg.algo.gamma as f32);
+    b.rew
+        .iter()
+        .zip(&v)
+        .map(|(r, v)| r * scale + v * gamma)
+        .collect()
+}
+
+/// TD3's target action: `π'(s')` plus clipped Gaussian smoothing noise, clipped to the bounds.
+fn smoothed(nets: &Nets, cfg: &Config, mut act: Vec<f32>, rng: &mut Pcg64Mcg) -> Vec<f32> {
+    let a = nets.spec.act_dim;
+    let c = cfg.algo.target_noise_clip as f32;
+    for (i, x) in act.iter_mut().enumerate() {
+        let e: f32 = rng.sample::<f32, _>(StandardNormal) * cfg.algo.target_noise as f32;
+        let d = i % a;
+        *x = (*x + e.clamp(-c, c)).clamp(nets.spec.action_low[d], nets.spec.action_high[d]);
+    }
+    act
+}
+
+/// The bootstrap values `V'(s')` of [`one_step`] on the fused kernels.
+fn one_step_values_fused(
+    nets: &Nets,
+    cfg: &Config,
+    p: &Params,
+    b: &HostBatch,
+    rng: &mut Pcg64Mcg,
+) -> Vec<f32> {
+    let s2 = &b.next_obs;
+    match nets.algo {
+        AlgoName::Sac => {
+            let n = b.len * nets.spec.act_dim;
+            let eps: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
+            fused::sac_target_value(nets, p, s2, &eps)
+        }
+        AlgoName::Td3 => {
+            let act = smoothed(nets, cfg, fused::act(nets, &p.pi_t, s2), rng);
+            fused::target_q(nets, p, s2, &act, false)
+        }
+        algo => {
+            let act = fused::act(nets, &p.pi_t, s2);
+            fused::target_q(nets, p, s2, &act, algo == AlgoName::Ddpg)
+        }
+    }
+}
+
+/// The bootstrap values `V'(s')` of [`one_step`] by burn (the reference path).
+fn one_step_values_autodiff(
     nets: &Nets,
     cfg: &Config,
     p: &Params,
@@ -134,18 +202,11 @@ pub fn one_step(
                 .sub(smp.log_prob.mul_scalar(p.alpha() as f32))
         }
         (AlgoName::Td3, policy) => {
-            let mut act = nn::to_vec(policy.act(p.pi_t.frozen(), s2.clone()));
-            let c = cfg.algo.target_noise_clip as f32;
-            for (i, x) in act.iter_mut().enumerate() {
-                let e: f32 = rng.sample::<f32, _>(StandardNormal) * cfg.algo.target_noise as f32;
-                let d = i % a;
-                *x = (*x + e.clamp(-c, c)).clamp(nets.spec.action_low[d], nets.spec.action_high[d]);
-            }
-            min_q(tensor2(act, b.len, a, &dev))
+            let act = nn::to_vec(policy.act(p.pi_t.frozen(), s2.clone()));
+            min_q(tensor2(smoothed(nets, cfg, act, rng), b.len, a, &dev))
         }
         (AlgoName::Ddpg, policy) => q(&p.q1_t, policy.act(p.pi_t.frozen(), s2.clone())),
         (_, policy) => min_q(policy.act(p.pi_t.frozen(), s2.clone())),
     };
-    let r = tensor1(b.rew.clone(), &dev).mul_scalar(cfg.task.reward_scale as f32);
-    nn::to_vec(r.add(v.mul_scalar(cfg.algo.gamma as f32)))
+    nn::to_vec(v)
 }

@@ -43,7 +43,8 @@ pub enum Command {
     /// replay contents of every buffer, counters); it does not continue bit-identically.
     Resume(ResumeArgs),
     /// Measure MPG's update throughput: serial, async with 1 and 2 learners, and n-step DPG's
-    /// serial update time (Fig. 6), printed as a table.
+    /// serial update time (Fig. 6), plus TD3 and SAC serial iterations/s with fused and
+    /// autodiff kernels, printed as a table.
     BenchThroughput(ThroughputArgs),
     /// Evaluate a run's newest saved policy that loads.
     Eval(EvalArgs),
@@ -150,7 +151,13 @@ pub struct ThroughputArgs {
     /// up to this many times while the queue is empty (reference code: 25; 0 skips it).
     #[arg(long, default_value_t = 25)]
     pub grad_reuse: u64,
-    /// Override a config value of both configs (repeatable).
+    /// Directory of the TD3 / SAC configs timed with both `network.kernels` settings.
+    #[arg(long, default_value = "configs/pendulum")]
+    pub baselines: PathBuf,
+    /// Wall seconds per TD3 / SAC setting (0 skips them).
+    #[arg(long, default_value_t = 10.0)]
+    pub baseline_seconds: f64,
+    /// Override a config value of all configs (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 }
@@ -217,6 +224,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 seconds: args.seconds,
                 learners: args.learners,
                 grad_reuse: args.grad_reuse,
+                baselines: (args.baseline_seconds > 0.0).then_some(args.baselines),
+                baseline_seconds: args.baseline_seconds,
             })?;
             print!("{}", crate::runtime::bench::table(&rows));
             Ok(())

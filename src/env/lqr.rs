@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use super::{Env, PriorModel, StepOut, TaskSpec};
+use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec};
 
 const DT: f32 = 0.1;
 const W_P: f32 = 1.0;
@@ -179,5 +179,49 @@ impl PriorModel for LqrModel {
             v2 = v2.add_scalar(MODEL_BIAS);
         }
         (Tensor::cat(vec![p2, v2], 1), r)
+    }
+    fn draw_noise(&self, _batch: usize, _rng: &mut Pcg64Mcg, noise: &mut Vec<f32>) {
+        noise.clear();
+    }
+    fn step_host(
+        &self,
+        state: &[f32],
+        action: &[f32],
+        _noise: &[f32],
+        next: &mut [f32],
+        reward: &mut [f32],
+        tape: &mut ModelTape,
+    ) {
+        tape.record(state, action, 0);
+        let bias = if self.mismatch { MODEL_BIAS } else { 0.0 };
+        let rows = state.chunks_exact(2).zip(next.chunks_exact_mut(2));
+        for (((s, n), &a), r) in rows.zip(action).zip(reward.iter_mut()) {
+            let (p, v) = (s[0], s[1]);
+            *r = -(p * p * W_P + v * v * W_V + a * a * W_A);
+            n[0] = p + v * DT;
+            n[1] = v + a * DT + bias;
+        }
+    }
+    fn step_vjp(
+        &self,
+        tape: &ModelTape,
+        d_next: &[f32],
+        d_reward: &[f32],
+        d_state: &mut [f32],
+        d_action: &mut [f32],
+    ) {
+        for (i, ((s, &a), &dr)) in tape
+            .state
+            .chunks_exact(2)
+            .zip(&tape.action)
+            .zip(d_reward)
+            .enumerate()
+        {
+            let (p, v) = (s[0], s[1]);
+            let (dp2, dv2) = (d_next[2 * i], d_next[2 * i + 1]);
+            d_state[2 * i] = dp2 - dr * 2.0 * W_P * p;
+            d_state[2 * i + 1] = dp2 * DT + dv2 - dr * 2.0 * W_V * v;
+            d_action[i] = dv2 * DT - dr * 2.0 * W_A * a;
+        }
     }
 }

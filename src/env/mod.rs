@@ -1,5 +1,6 @@
 //! Tasks: the vectorized `Env` trait (true simulators in plain Rust) and the
-//! differentiable `PriorModel` trait (burn tensors, so gradients flow through it).
+//! differentiable `PriorModel` trait (burn tensors, so gradients flow through it, plus a fused
+//! host step with a hand-derived vector-Jacobian product for the fast learning core).
 
 pub mod lqr;
 pub mod path_tracking;
@@ -152,8 +153,33 @@ fn hold_row(out: &mut StepOut, i: usize, obs: &[f32]) {
     out.truncated[i] = false;
 }
 
-/// A differentiable prior model of a task, written with burn tensors.
-pub trait PriorModel: Send {
+/// What a host model step saves for its vector-Jacobian product; the buffers are reused
+/// between calls (no allocation once they have reached their size).
+#[derive(Debug, Clone, Default)]
+pub struct ModelTape {
+    /// The step's input states, `[batch, obs_dim]`.
+    pub state: Vec<f32>,
+    /// The step's actions, `[batch, act_dim]`.
+    pub action: Vec<f32>,
+    /// Model-specific intermediate values (e.g. the state at the start of every sub-step).
+    pub saved: Vec<f32>,
+}
+
+impl ModelTape {
+    /// Save the step's inputs and size `saved` to `saved_len` values.
+    pub fn record(&mut self, state: &[f32], action: &[f32], saved_len: usize) {
+        self.state.clear();
+        self.state.extend_from_slice(state);
+        self.action.clear();
+        self.action.extend_from_slice(action);
+        self.saved.resize(saved_len, 0.0);
+    }
+}
+
+/// A differentiable prior model of a task: burn tensors for the reference autodiff path, and a
+/// fused host step with its vector-Jacobian product for the fast path (both compute the same
+/// function).
+pub trait PriorModel: Send + Sync {
     /// The task description (same as the simulator's).
     fn spec(&self) -> &TaskSpec;
     /// The reward r(s, a) as an explicit function of state and action, shape `[batch]`.
@@ -166,4 +192,30 @@ pub trait PriorModel: Send {
         action: Tensor<2>,
         rng: &mut Pcg64Mcg,
     ) -> (Tensor<2>, Tensor<1>);
+    /// Draw the noise of one step on `batch` rows from `rng`, exactly the draws (and order)
+    /// [`PriorModel::step`] makes: one value per row, or none (empty) for a deterministic model.
+    fn draw_noise(&self, batch: usize, rng: &mut Pcg64Mcg, noise: &mut Vec<f32>);
+    /// Host step on row-major `state` `[batch, obs_dim]` and `action` `[batch, act_dim]` with the
+    /// `noise` of [`PriorModel::draw_noise`]: writes `next` `[batch, obs_dim]` and `reward`
+    /// `[batch]` and saves what [`PriorModel::step_vjp`] needs in `tape`.
+    fn step_host(
+        &self,
+        state: &[f32],
+        action: &[f32],
+        noise: &[f32],
+        next: &mut [f32],
+        reward: &mut [f32],
+        tape: &mut ModelTape,
+    );
+    /// Vector-Jacobian product of the step saved in `tape`: from `d_next` `[batch, obs_dim]` and
+    /// `d_reward` `[batch]`, overwrites `d_state` `[batch, obs_dim]` and `d_action`
+    /// `[batch, act_dim]`.
+    fn step_vjp(
+        &self,
+        tape: &ModelTape,
+        d_next: &[f32],
+        d_reward: &[f32],
+        d_state: &mut [f32],
+        d_action: &mut [f32],
+    );
 }

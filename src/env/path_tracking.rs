@@ -17,7 +17,9 @@
 //!   and `Δy`, `Δφ` recomputed against the curved path once per 0.1 s step.
 //! * **Prior model** ([`PathTrackingModel`], burn tensors): by default the paper's mismatched
 //!   model (one Euler step of 0.1 s, straight-path error kinematics, biased noise `+N(0.5, 0.01)`
-//!   on `Δy` every step); [`PathTrackingModelConfig::exact`] switches the mismatch off.
+//!   on `Δy` every step); [`PathTrackingModelConfig::exact`] switches the mismatch off. Its
+//!   fused host step computes the same f32 operations row by row, saving `(v_x, v_y, r, φ)` at
+//!   the start of every sub-step for the hand-derived vector-Jacobian product.
 //!
 //! # Termination (deviation from the reference code)
 //!
@@ -63,7 +65,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal, StandardNormal};
 use rand_pcg::Pcg64Mcg;
 
-use super::{Env, PriorModel, StepOut, TaskSpec};
+use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec};
 
 /// Front cornering stiffness [N/rad] (negative sign convention).
 pub const C_F: f32 = -128_915.5;
@@ -109,6 +111,10 @@ pub const NOISE_MEAN: f32 = 0.5;
 pub const NOISE_STD: f32 = 0.01;
 
 const TAU: f32 = DT / SUBSTEPS as f32;
+/// Coupling coefficients of the semi-implicit lateral update.
+const K1: f32 = L_A * C_F - L_B * C_R;
+/// See [`K1`].
+const K2: f32 = L_A * L_A * C_F + L_B * L_B * C_R;
 const TWO_PI: f32 = 2.0 * PI;
 /// Path components `(amplitude, wavelength)`: y_ref = Σ A sin(2πx/λ).
 const PATH: [(f32, f32); 3] = [(7.5, 200.0), (2.5, 300.0), (-5.0, 400.0)];
@@ -337,8 +343,6 @@ fn kernel(c: &mut Chunk) {
         sn[i] = s;
         cs[i] = co;
     }
-    const K1: f32 = L_A * C_F - L_B * C_R;
-    const K2: f32 = L_A * L_A * C_F + L_B * L_B * C_R;
     for _ in 0..SUBSTEPS {
         for i in 0..LANES {
             let (vx, vy, r, co, s) = (c.vx[i], c.vy[i], c.r[i], cs[i], sn[i]);
@@ -856,6 +860,29 @@ fn path_t(x: &Tensor<2>) -> (Tensor<2>, Tensor<2>) {
     (y.expect("path terms"), d.expect("path terms").atan())
 }
 
+/// `(y_ref, dy_ref/dx, d²y_ref/dx²)` at `x` with the same f32 operations as [`path_t`].
+fn path_row(x: f32) -> (f32, f32, f32) {
+    let (mut y, mut d, mut dd) = (0.0, 0.0, 0.0);
+    for &(a, l) in &PATH {
+        let arg = x * (TWO_PI / l);
+        let (s, c) = (arg.sin(), arg.cos());
+        y += s * a;
+        d += c * (a * TWO_PI / l);
+        dd -= s * (a * TWO_PI / l * (TWO_PI / l));
+    }
+    (y, d, dd)
+}
+
+/// Saved values per sub-step: `v_x, v_y, r, φ` at its start.
+const SAVED_PER_SUBSTEP: usize = 4;
+
+impl PathTrackingModel {
+    /// Values saved per row: every sub-step's start, then `x` before the final wrap.
+    fn saved_per_row(&self) -> usize {
+        SAVED_PER_SUBSTEP * self.cfg.substeps + 1
+    }
+}
+
 impl PriorModel for PathTrackingModel {
     fn spec(&self) -> &TaskSpec {
         &self.spec
@@ -903,8 +930,6 @@ impl PriorModel for PathTrackingModel {
         } else {
             (col(&state, 3), col(&state, 4))
         };
-        let k1 = L_A * C_F - L_B * C_R;
-        let k2 = L_A * L_A * C_F + L_B * L_B * C_R;
         for _ in 0..cfg.substeps {
             let c = phi.clone().cos();
             let s = phi.clone().sin();
@@ -921,7 +946,7 @@ impl PriorModel for PathTrackingModel {
                 .clone()
                 .mul(vx.clone())
                 .mul_scalar(MASS)
-                .add(r.clone().mul_scalar(tau * k1))
+                .add(r.clone().mul_scalar(tau * K1))
                 .sub(vx_delta.clone().mul_scalar(tau * C_F))
                 .sub(vx.clone().square().mul(r.clone()).mul_scalar(tau * MASS));
             let nvy_den = vx.clone().mul_scalar(MASS).add_scalar(-tau * (C_F + C_R));
@@ -929,9 +954,9 @@ impl PriorModel for PathTrackingModel {
                 .clone()
                 .mul(vx.clone())
                 .mul_scalar(-I_Z)
-                .sub(vy.clone().mul_scalar(tau * k1))
+                .sub(vy.clone().mul_scalar(tau * K1))
                 .add(vx_delta.mul_scalar(tau * L_A * C_F));
-            let nr_den = vx.clone().mul_scalar(-I_Z).add_scalar(tau * k2);
+            let nr_den = vx.clone().mul_scalar(-I_Z).add_scalar(tau * K2);
             let nvx = vx
                 .add(ax.clone().add(vy.clone().mul(r.clone())).mul_scalar(tau))
                 .clamp(VX_MIN, VX_MAX);
@@ -959,5 +984,165 @@ impl PriorModel for PathTrackingModel {
         }
         let next = Tensor::cat(vec![vx.sub_scalar(V_REF), vy, r, dy, dphi, x], 1);
         (next, reward)
+    }
+
+    fn draw_noise(&self, batch: usize, rng: &mut Pcg64Mcg, noise: &mut Vec<f32>) {
+        noise.clear();
+        if self.cfg.noise {
+            let normal = Normal::new(NOISE_MEAN, NOISE_STD).expect("valid normal");
+            noise.extend((0..batch).map(|_| normal.sample(rng)));
+        }
+    }
+
+    fn step_host(
+        &self,
+        state: &[f32],
+        action: &[f32],
+        noise: &[f32],
+        next: &mut [f32],
+        reward: &mut [f32],
+        tape: &mut ModelTape,
+    ) {
+        let cfg = self.cfg;
+        let per_row = self.saved_per_row();
+        tape.record(state, action, state.len() / 6 * per_row);
+        let tau = DT / cfg.substeps as f32;
+        let rows = state.chunks_exact(6).zip(action.chunks_exact(2));
+        let outs = next
+            .chunks_exact_mut(6)
+            .zip(tape.saved.chunks_exact_mut(per_row));
+        for (i, ((st, act), (out, saved))) in rows.zip(outs).enumerate() {
+            let (dvx, r0, dy0, dphi0) = (st[0], st[2], st[3], st[4]);
+            let delta = act[0] * STEER_SCALE;
+            let ax = act[1] * ACC_SCALE;
+            reward[i] = -(dvx * dvx * 0.01
+                + dy0 * dy0 * 0.04
+                + dphi0 * dphi0 * 0.1
+                + r0 * r0 * 0.02
+                + delta * delta * 5.0
+                + ax * ax * 0.05);
+            let (mut vx, mut vy, mut r, mut x) = (dvx + V_REF, st[1], r0, st[5]);
+            let (mut y, mut phi) = if cfg.curved_path {
+                let (yr, d, _) = path_row(x);
+                (dy0 + yr, dphi0 + d.atan())
+            } else {
+                (dy0, dphi0)
+            };
+            for sub in saved[..per_row - 1].chunks_exact_mut(SAVED_PER_SUBSTEP) {
+                sub.copy_from_slice(&[vx, vy, r, phi]);
+                let (c, s) = (phi.cos(), phi.sin());
+                x += (vx * c - vy * s) * tau;
+                y += (vx * s + vy * c) * tau;
+                phi += r * tau;
+                let vx_delta = vx * delta;
+                let nvy_num = vy * vx * MASS + r * (tau * K1)
+                    - vx_delta * (tau * C_F)
+                    - vx * vx * r * (tau * MASS);
+                let nvy_den = vx * MASS + -tau * (C_F + C_R);
+                let nr_num = r * vx * -I_Z - vy * (tau * K1) + vx_delta * (tau * L_A * C_F);
+                let nr_den = vx * -I_Z + tau * K2;
+                let nvx = (vx + (ax + vy * r) * tau).clamp(VX_MIN, VX_MAX);
+                vy = nvy_num / nvy_den;
+                r = nr_num / nr_den;
+                vx = nvx;
+            }
+            saved[per_row - 1] = x;
+            let (mut dy, dphi) = if cfg.curved_path {
+                let (yr, d, _) = path_row(x);
+                x -= (x / PATH_PERIOD).floor() * PATH_PERIOD;
+                (y - yr, phi - d.atan())
+            } else {
+                (y, phi)
+            };
+            let dphi = dphi - ((dphi + PI) / TWO_PI).floor() * TWO_PI;
+            if let Some(&n) = noise.get(i) {
+                dy += n;
+            }
+            out.copy_from_slice(&[vx - V_REF, vy, r, dy, dphi, x]);
+        }
+    }
+
+    fn step_vjp(
+        &self,
+        tape: &ModelTape,
+        d_next: &[f32],
+        d_reward: &[f32],
+        d_state: &mut [f32],
+        d_action: &mut [f32],
+    ) {
+        let cfg = self.cfg;
+        let per_row = self.saved_per_row();
+        let tau = DT / cfg.substeps as f32;
+        let rows = tape.state.chunks_exact(6).zip(tape.action.chunks_exact(2));
+        let ins = rows.zip(tape.saved.chunks_exact(per_row));
+        let grads = d_state
+            .chunks_exact_mut(6)
+            .zip(d_action.chunks_exact_mut(2));
+        for (i, (((st, act), saved), (ds, da))) in ins.zip(grads).enumerate() {
+            let g = &d_next[6 * i..6 * i + 6];
+            let delta = act[0] * STEER_SCALE;
+            let ax = act[1] * ACC_SCALE;
+            let (mut g_vx, mut g_vy, mut g_r) = (g[0], g[1], g[2]);
+            // The wraps of x and Δφ and the additive noise pass gradients unchanged.
+            let (g_y, mut g_phi, mut g_x) = (g[3], g[4], g[5]);
+            if cfg.curved_path {
+                // Δy = y − y_ref(x), Δφ = φ − atan(y_ref'(x)) at the pre-wrap x.
+                let (_, d, dd) = path_row(saved[per_row - 1]);
+                g_x -= g_y * d + g_phi * dd / (1.0 + d * d);
+            }
+            let (mut g_delta, mut g_ax) = (0.0, 0.0);
+            for sub in saved[..per_row - 1].chunks_exact(SAVED_PER_SUBSTEP).rev() {
+                let (vx, vy, r, phi) = (sub[0], sub[1], sub[2], sub[3]);
+                let (c, s) = (phi.cos(), phi.sin());
+                // v_x' = clamp(v_x + τ(a_x + v_y r)): no gradient outside the bounds.
+                let u = vx + (ax + vy * r) * tau;
+                let g_u = if (VX_MIN..=VX_MAX).contains(&u) {
+                    g_vx
+                } else {
+                    0.0
+                };
+                // v_y' = num_y / den_y and r' = num_r / den_r.
+                let nvy_den = vx * MASS + -tau * (C_F + C_R);
+                let nr_den = vx * -I_Z + tau * K2;
+                let nvy_num = vy * vx * MASS + r * (tau * K1)
+                    - vx * delta * (tau * C_F)
+                    - vx * vx * r * (tau * MASS);
+                let nr_num = r * vx * -I_Z - vy * (tau * K1) + vx * delta * (tau * L_A * C_F);
+                let g_ny = g_vy / nvy_den;
+                let g_ny_den = -g_vy * nvy_num / (nvy_den * nvy_den);
+                let g_nr = g_r / nr_den;
+                let g_nr_den = -g_r * nr_num / (nr_den * nr_den);
+                let mut n_vx = g_u
+                    + g_ny * (vy * MASS - delta * (tau * C_F) - 2.0 * vx * r * (tau * MASS))
+                    + g_ny_den * MASS
+                    + g_nr * (-I_Z * r + delta * (tau * L_A * C_F))
+                    - g_nr_den * I_Z;
+                let mut n_vy = g_u * tau * r + g_ny * vx * MASS - g_nr * (tau * K1);
+                let n_r = g_u * tau * vy + g_ny * (tau * K1 - vx * vx * (tau * MASS))
+                    - g_nr * vx * I_Z
+                    + g_phi * tau;
+                g_delta += -g_ny * vx * (tau * C_F) + g_nr * vx * (tau * L_A * C_F);
+                g_ax += g_u * tau;
+                // x' = x + τ(v_x cos φ − v_y sin φ), y' = y + τ(v_x sin φ + v_y cos φ).
+                n_vx += (g_x * c + g_y * s) * tau;
+                n_vy += (g_y * c - g_x * s) * tau;
+                g_phi += (g_y * (vx * c - vy * s) - g_x * (vx * s + vy * c)) * tau;
+                (g_vx, g_vy, g_r) = (n_vx, n_vy, n_r);
+            }
+            if cfg.curved_path {
+                // y = Δy + y_ref(x), φ = Δφ + atan(y_ref'(x)) at the input x.
+                let (_, d, dd) = path_row(st[5]);
+                g_x += g_y * d + g_phi * dd / (1.0 + d * d);
+            }
+            let gr = d_reward[i];
+            ds[0] = g_vx - gr * 0.02 * st[0];
+            ds[1] = g_vy;
+            ds[2] = g_r - gr * 0.04 * st[2];
+            ds[3] = g_y - gr * 0.08 * st[3];
+            ds[4] = g_phi - gr * 0.2 * st[4];
+            ds[5] = g_x;
+            da[0] = (g_delta - gr * 10.0 * delta) * STEER_SCALE;
+            da[1] = (g_ax - gr * 0.1 * ax) * ACC_SCALE;
+        }
     }
 }

@@ -54,6 +54,9 @@
 //! prior model (approximate masses, no damping, one Euler step of 0.04 s, biased noise on `p`),
 //! [`PendulumModelConfig::exact`] uses the simulator's parameters and integrator. The model does
 //! not clip actions (clipping would cut gradients; the policies' outputs are already bounded).
+//! Its fused host step ([`PriorModel::step_host`]) computes the same f32 operations row by row
+//! and saves the state at the start of every sub-step; [`PriorModel::step_vjp`] recomputes the
+//! sub-step's stages from it and back-propagates through them by hand.
 //!
 //! # The `mujoco` feature
 //! `cargo test --features mujoco` builds a small C shim (`csrc/mujoco_shim.c`) against the system
@@ -67,7 +70,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use rand_pcg::Pcg64Mcg;
 
-use super::{Env, PriorModel, StepOut, TaskSpec};
+use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec};
 use crate::nn::tensor2;
 
 #[cfg(feature = "mujoco")]
@@ -549,6 +552,103 @@ impl PendulumModel {
     }
 }
 
+/// One host row `[p, θ, ṗ, θ̇]`.
+type Row = [f32; 4];
+
+/// What the derivative of one row needs for its vector-Jacobian product.
+struct DerivParts {
+    a: f32,
+    b: f32,
+    mb: f32,
+    f1: f32,
+    f2: f32,
+    inv_det: f32,
+}
+
+impl PendulumModel {
+    /// Host version of [`Self::deriv`] for one row (same operations and order).
+    fn deriv_row(&self, s: &Row, force: f32) -> (Row, DerivParts) {
+        let c = &self.config;
+        let m = c.pole_mass;
+        let [cx, cz] = c.pole_com;
+        let (sin, cos) = (s[1].sin(), s[1].cos());
+        let (a, b) = if cx == 0.0 {
+            (sin * cz, cos * cz)
+        } else {
+            (cos * cx + sin * cz, cos * cz - sin * cx)
+        };
+        let mb = b * m;
+        let (d11, d22) = (c.cart_mass + m, c.pole_inertia);
+        let thd = s[3];
+        let mut f1 = force + a * (thd * thd) * m;
+        let mut f2 = a * (m * GRAVITY as f32);
+        if c.damping != 0.0 {
+            f1 -= s[2] * c.damping;
+            f2 -= thd * c.damping;
+        }
+        let inv_det = 1.0 / (-(mb * mb) + d11 * d22);
+        let pdd = (f1 * d22 - mb * f2) * inv_det;
+        let tdd = (f2 * d11 - mb * f1) * inv_det;
+        let parts = DerivParts {
+            a,
+            b,
+            mb,
+            f1,
+            f2,
+            inv_det,
+        };
+        ([s[2], thd, pdd, tdd], parts)
+    }
+
+    /// Vector-Jacobian product of [`Self::deriv_row`]: adds `gᵀ ∂f/∂s` to `d_s` and returns
+    /// `gᵀ ∂f/∂force`.
+    fn deriv_row_vjp(&self, s: &Row, parts: &DerivParts, g: &Row, d_s: &mut Row) -> f32 {
+        let c = &self.config;
+        let m = c.pole_mass;
+        let (d11, d22) = (c.cart_mass + m, c.pole_inertia);
+        let DerivParts {
+            a,
+            b,
+            mb,
+            f1,
+            f2,
+            inv_det,
+        } = *parts;
+        let thd = s[3];
+        d_s[2] += g[0];
+        d_s[3] += g[1];
+        let big_p = f1 * d22 - mb * f2;
+        let big_t = f2 * d11 - mb * f1;
+        let g_p = g[2] * inv_det;
+        let g_t = g[3] * inv_det;
+        let g_inv = g[2] * big_p + g[3] * big_t;
+        let g_det = -g_inv * inv_det * inv_det;
+        let g_f1 = g_p * d22 - g_t * mb;
+        let g_f2 = g_t * d11 - g_p * mb;
+        let g_mb = -g_p * f2 - g_t * f1 - 2.0 * mb * g_det;
+        let g_a = g_f1 * m * thd * thd + g_f2 * m * GRAVITY as f32;
+        d_s[3] += g_f1 * 2.0 * m * a * thd - g_f2 * c.damping;
+        d_s[2] -= g_f1 * c.damping;
+        let g_b = g_mb * m;
+        // ∂a/∂θ = b and ∂b/∂θ = −a (rotation of the centre of mass).
+        d_s[1] += g_a * b - g_b * a;
+        g_f1
+    }
+
+    /// The four RK4 stage states of a sub-step from `s` and their derivatives.
+    fn rk4_stages(&self, s: &Row, force: f32, h: f32) -> ([Row; 4], [(Row, DerivParts); 4]) {
+        let axpy = |x: &Row, k: &Row, c: f32| -> Row { std::array::from_fn(|i| x[i] + k[i] * c) };
+        let k1 = self.deriv_row(s, force);
+        let s2 = axpy(s, &k1.0, h / 2.0);
+        let k2 = self.deriv_row(&s2, force);
+        let s3 = axpy(s, &k2.0, h / 2.0);
+        let k3 = self.deriv_row(&s3, force);
+        let s4 = axpy(s, &k3.0, h);
+        let k4 = self.deriv_row(&s4, force);
+        ([*s, s2, s3, s4], [k1, k2, k3, k4])
+    }
+}
+
 impl PriorModel for PendulumModel {
     fn spec(&self) -> &TaskSpec {
         &self.spec
@@ -582,5 +682,107 @@ impl PriorModel for PendulumModel {
             next = next.add(noise);
         }
         (next, reward)
+    }
+
+    fn draw_noise(&self, batch: usize, rng: &mut Pcg64Mcg, noise: &mut Vec<f32>) {
+        noise.clear();
+        let c = &self.config;
+        if c.noise {
+            let normal =
+                Normal::new(c.noise_mean, c.noise_std).expect("noise std must be finite and >= 0");
+            noise.extend((0..batch).map(|_| normal.sample(rng)));
+        }
+    }
+
+    fn step_host(
+        &self,
+        state: &[f32],
+        action: &[f32],
+        noise: &[f32],
+        next: &mut [f32],
+        reward: &mut [f32],
+        tape: &mut ModelTape,
+    ) {
+        let c = &self.config;
+        let subs = c.substeps;
+        tape.record(state, action, state.len() * subs);
+        let h = STEP_DT as f32 / subs as f32;
+        let w: Row = std::array::from_fn(|i| -REWARD_WEIGHTS[i] as f32);
+        for (i, (row, saved)) in state
+            .chunks_exact(4)
+            .zip(tape.saved.chunks_exact_mut(4 * subs))
+            .enumerate()
+        {
+            let mut s: Row = std::array::from_fn(|j| row[j]);
+            reward[i] = (0..4).map(|j| s[j] * s[j] * w[j]).sum();
+            let force = action[i] * GEAR as f32;
+            for sub in saved.chunks_exact_mut(4) {
+                sub.copy_from_slice(&s);
+                s = if c.rk4 {
+                    let (_, k) = self.rk4_stages(&s, force, h);
+                    std::array::from_fn(|j| {
+                        let sum = k[0].0[j] + (k[1].0[j] + k[2].0[j]) * 2.0 + k[3].0[j];
+                        s[j] + sum * (h / 6.0)
+                    })
+                } else {
+                    let (k, _) = self.deriv_row(&s, force);
+                    std::array::from_fn(|j| s[j] + k[j] * h)
+                };
+            }
+            if let Some(&n) = noise.get(i) {
+                s[0] += n;
+            }
+            next[4 * i..4 * i + 4].copy_from_slice(&s);
+        }
+    }
+
+    fn step_vjp(
+        &self,
+        tape: &ModelTape,
+        d_next: &[f32],
+        d_reward: &[f32],
+        d_state: &mut [f32],
+        d_action: &mut [f32],
+    ) {
+        let c = &self.config;
+        let subs = c.substeps;
+        let h = STEP_DT as f32 / subs as f32;
+        let weights = [h / 6.0, h / 3.0, h / 3.0, h / 6.0];
+        let shifts = [h / 2.0, h / 2.0, h];
+        for (i, saved) in tape.saved.chunks_exact(4 * subs).enumerate() {
+            let force = tape.action[i] * GEAR as f32;
+            let mut g: Row = std::array::from_fn(|j| d_next[4 * i + j]);
+            let mut g_force = 0.0;
+            for sub in saved.chunks_exact(4).rev() {
+                let s: Row = std::array::from_fn(|j| sub[j]);
+                let mut d_s = g;
+                if c.rk4 {
+                    // s' = s + Σ_j w_j k_j with k_j = f(s_j) and s_{j+1} = s + c_j k_j.
+                    let (st, k) = self.rk4_stages(&s, force, h);
+                    let mut g_k: [Row; 4] =
+                        std::array::from_fn(|j| std::array::from_fn(|l| g[l] * weights[j]));
+                    for j in (0..4).rev() {
+                        let mut d_stage = [0.0; 4];
+                        g_force += self.deriv_row_vjp(&st[j], &k[j].1, &g_k[j], &mut d_stage);
+                        for l in 0..4 {
+                            d_s[l] += d_stage[l];
+                            if j > 0 {
+                                g_k[j - 1][l] += d_stage[l] * shifts[j - 1];
+                            }
+                        }
+                    }
+                } else {
+                    let (_, parts) = self.deriv_row(&s, force);
+                    let g_k: Row = std::array::from_fn(|l| g[l] * h);
+                    g_force += self.deriv_row_vjp(&s, &parts, &g_k, &mut d_s);
+                }
+                g = d_s;
+            }
+            let row = &tape.state[4 * i..4 * i + 4];
+            for j in 0..4 {
+                d_state[4 * i + j] = g[j] - d_reward[i] * 2.0 * REWARD_WEIGHTS[j] as f32 * row[j];
+            }
+            d_action[i] = g_force * GEAR as f32;
+        }
     }
 }

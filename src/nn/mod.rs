@@ -6,13 +6,17 @@
 //! tracked leaves (gradients wanted) or constants (frozen): see [`ParamSet::track`] and
 //! [`ParamSet::frozen`].
 
+pub mod fused;
 pub mod init;
 pub mod net;
 pub mod optim;
 
+use std::sync::OnceLock;
+
 use burn::tensor::{Device, Tensor, TensorData};
 
-pub use net::{DetPolicy, GaussianPolicy, Mlp, NetSpec, QNet};
+pub use fused::{GaussianTape, MlpTape};
+pub use net::{DetPolicy, GaussianPolicy, Kernels, Mlp, NetSpec, QNet};
 pub use optim::{Adam, AdamConfig, LrSchedule};
 
 /// The device that records gradients: Flex (pure Rust CPU) inside Autodiff.
@@ -54,7 +58,9 @@ pub fn scalar(t: Tensor<1>) -> f32 {
 pub struct ParamSet {
     shapes: Vec<[usize; 2]>,
     values: Vec<Vec<f32>>,
-    cache: Vec<Tensor<2>>,
+    /// burn copies of the values, built on first use after a change (the fused kernels read
+    /// `values` directly and never need it).
+    cache: OnceLock<Vec<Tensor<2>>>,
 }
 
 impl PartialEq for ParamSet {
@@ -70,11 +76,10 @@ impl ParamSet {
         for (s, v) in shapes.iter().zip(&values) {
             assert_eq!(s[0] * s[1], v.len(), "parameter shape mismatch");
         }
-        let cache = build_cache(&shapes, &values);
         Self {
             shapes,
             values,
-            cache,
+            cache: OnceLock::new(),
         }
     }
 
@@ -88,26 +93,23 @@ impl ParamSet {
         &self.values
     }
 
-    /// Mutate the values in place, then refresh the tensor cache.
+    /// Mutate the values in place; the tensor copies are rebuilt when next asked for.
     pub fn update(&mut self, f: impl FnOnce(&mut [Vec<f32>])) {
         f(&mut self.values);
-        self.refresh();
-    }
-
-    fn refresh(&mut self) {
-        self.cache = build_cache(&self.shapes, &self.values);
+        self.cache = OnceLock::new();
     }
 
     /// The parameters as constants: gradients flow through them to the inputs but are not kept.
     pub fn frozen(&self) -> &[Tensor<2>] {
-        &self.cache
+        self.cache
+            .get_or_init(|| build_cache(&self.shapes, &self.values))
     }
 
     /// The parameters as fresh autodiff leaves whose gradients are kept.
     pub fn track(&self) -> Tracked {
         Tracked {
             leaves: self
-                .cache
+                .frozen()
                 .iter()
                 .map(|t| t.clone().autodiff().require_grad())
                 .collect(),

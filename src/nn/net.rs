@@ -15,12 +15,42 @@ use super::{ParamSet, elu, init::orthogonal, tensor2};
 pub struct NetSpec {
     /// Hidden layer widths.
     pub hidden: Vec<usize>,
+    /// Which implementation computes forwards and gradients (`network.kernels`).
+    #[serde(default)]
+    pub kernels: Kernels,
 }
 
 impl Default for NetSpec {
     fn default() -> Self {
         Self {
             hidden: vec![256, 256],
+            kernels: Kernels::default(),
+        }
+    }
+}
+
+/// Implementation of the network passes: `"fused"` (default) runs the hand-written host
+/// kernels of [`super::fused`]; `"autodiff"` runs burn's autodiff, the reference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum Kernels {
+    /// Hand-written GEMM-based forward/backward passes on the host.
+    #[default]
+    Fused,
+    /// burn autodiff on the Flex backend.
+    Autodiff,
+}
+
+impl TryFrom<String> for Kernels {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "fused" => Ok(Self::Fused),
+            "autodiff" => Ok(Self::Autodiff),
+            _ => Err(format!(
+                "network.kernels = {s:?} is not known (use \"fused\" or \"autodiff\")"
+            )),
         }
     }
 }
@@ -30,8 +60,9 @@ impl Default for NetSpec {
 /// Parameters are `[w0, b0, w1, b1, …]`, `w` of shape `[in, out]`, `b` of shape `[1, out]`.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    sizes: Vec<usize>,
+    pub(super) sizes: Vec<usize>,
     in_scale: Tensor<2>,
+    pub(super) in_scale_host: Vec<f32>,
 }
 
 impl Mlp {
@@ -43,6 +74,7 @@ impl Mlp {
         Self {
             sizes,
             in_scale: tensor2(in_scale.to_vec(), 1, in_scale.len(), device),
+            in_scale_host: in_scale.to_vec(),
         }
     }
 
@@ -90,6 +122,7 @@ pub struct DetPolicy {
     /// The network producing the pre-tanh action.
     pub mlp: Mlp,
     high: Tensor<2>,
+    pub(super) high_host: Vec<f32>,
 }
 
 impl DetPolicy {
@@ -98,6 +131,7 @@ impl DetPolicy {
         Self {
             mlp: Mlp::new(obs_scale, &spec.hidden, action_high.len(), device),
             high: tensor2(action_high.to_vec(), 1, action_high.len(), device),
+            high_host: action_high.to_vec(),
         }
     }
 
@@ -148,10 +182,11 @@ impl QNet {
 pub struct GaussianPolicy {
     /// The network producing `[mean, log_std]`.
     pub mlp: Mlp,
-    act_dim: usize,
-    squash: bool,
+    pub(super) act_dim: usize,
+    pub(super) squash: bool,
     high: Tensor<2>,
-    log_high: f32,
+    pub(super) high_host: Vec<f32>,
+    pub(super) log_high: f32,
 }
 
 /// Lower clip of the log standard deviation (reference code).
@@ -182,6 +217,7 @@ impl GaussianPolicy {
             act_dim,
             squash,
             high: tensor2(action_high.to_vec(), 1, act_dim, device),
+            high_host: action_high.to_vec(),
             log_high: action_high.iter().map(|h| h.ln()).sum(),
         }
     }

@@ -131,10 +131,10 @@ impl Adam {
                 .zip(ms.iter_mut())
                 .zip(vs.iter_mut())
             {
-                for i in 0..p.len() {
-                    m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                    v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                    p[i] -= alpha * m[i] / (v[i].sqrt() + eps);
+                for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *p -= alpha * *m / (v.sqrt() + eps);
                 }
             }
         });

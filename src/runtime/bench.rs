@@ -1,6 +1,7 @@
 //! `mixpg bench-throughput`: update throughput of MPG in serial mode and in async mode with 1
 //! and 2 learners, side by side in one run, plus n-step DPG's serial update time (the paper's
-//! Fig. 6 comparison).
+//! Fig. 6 comparison), and TD3's and SAC's serial iterations/s with each `network.kernels`
+//! setting.
 //!
 //! Every setting trains for a fixed wall time in a temporary run directory (evaluations and
 //! checkpoints pushed out of the way, `train.log_interval = 1`). Throughput is measured from
@@ -37,7 +38,15 @@ pub struct BenchOptions {
     /// the last gradient up to this many times while the queue is empty (the reference
     /// code's `grads_max_reuse`).
     pub grad_reuse: u64,
+    /// Directory of the TD3 and SAC configs (`td3.toml`, `sac.toml`) whose serial iterations/s
+    /// are measured with both `network.kernels` settings; `None` skips them.
+    pub baselines: Option<PathBuf>,
+    /// Wall seconds per baseline setting.
+    pub baseline_seconds: f64,
 }
+
+/// The kernel settings compared by the TD3 / SAC rows.
+const KERNELS: [&str; 2] = ["fused", "autodiff"];
 
 /// Staleness statistics of the applied gradients.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -245,6 +254,23 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRow>> {
             &root.join("ndpg"),
             opts.seconds,
         )?);
+        if let Some(dir) = &opts.baselines {
+            for algo in ["td3", "sac"] {
+                for kernels in KERNELS {
+                    let extra = [
+                        "runtime.mode=\"serial\"".into(),
+                        format!("network.kernels=\"{kernels}\""),
+                    ];
+                    let cfg = bench_config(&dir.join(format!("{algo}.toml")), &opts.set, &extra)?;
+                    rows.push(serial(
+                        &format!("{algo} serial {kernels}"),
+                        cfg,
+                        &root.join(format!("{algo}-{kernels}")),
+                        opts.baseline_seconds,
+                    )?);
+                }
+            }
+        }
         Ok(rows)
     })();
     let _ = fs::remove_dir_all(&root);
@@ -307,6 +333,15 @@ pub fn table(rows: &[BenchRow]) -> String {
                 "  {} update time / ndpg serial update time: {:.2} (Fig. 6 target <= 1.5 for async)\n",
                 m.name,
                 m.update_ms() / n.update_ms().max(1e-9)
+            );
+        }
+    }
+    for algo in ["td3", "sac"] {
+        let rate = |k: &str| find(&format!("{algo} serial {k}")).map(|r| r.median_ups);
+        if let (Some(f), Some(a)) = (rate(KERNELS[0]), rate(KERNELS[1])) {
+            s += &format!(
+                "  {algo} serial iterations/s, fused / autodiff kernels: {:.2}x (target >= 2)\n",
+                f / a.max(1e-9)
             );
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
@@ -176,11 +176,15 @@ impl Trainer {
     }
 
     /// Run until `train.iterations`, the time limit or a stop request (which writes the
-    /// progress row and a checkpoint of the iteration reached). The run directory is locked
-    /// while it runs.
+    /// progress row and a checkpoint of the iteration reached), on a rayon pool of
+    /// `train.threads` threads. The run directory is locked while it runs.
     pub fn run(&mut self) -> Result<()> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.core.cfg.train.threads)
+            .build()
+            .context("cannot build the learning core's thread pool")?;
         self.core.lock()?;
-        let result = self.run_locked();
+        let result = pool.install(|| self.run_locked());
         self.core.unlock();
         result
     }

@@ -5,6 +5,11 @@ use mixpg::config::Config;
 
 /// A small configuration on the `lqr` task: small networks, short horizons, fast learning rates.
 pub fn lqr_config(algo: &str, extra: &[&str]) -> Config {
+    lqr_config_result(algo, extra).expect("test config")
+}
+
+/// [`lqr_config`] with the error kept (for tests of bad values).
+pub fn lqr_config_result(algo: &str, extra: &[&str]) -> anyhow::Result<Config> {
     let text = format!(
         r#"
 [task]
@@ -35,7 +40,7 @@ log_interval = 10
 "#
     );
     let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    Config::from_toml_str(&text, &sets).expect("test config")
+    Config::from_toml_str(&text, &sets)
 }
 
 /// A fresh temporary directory.

@@ -1,0 +1,264 @@
+//! The fused H-step model-return gradient (n-step ADP, MPG's model term) on the host kernels.
+//!
+//! `J_H = mean[Σ_{t<H} γ^t·scale·r̃_t + γ^H·Q1(s_H, π(s_H))]` over an H-step rollout of the
+//! prior model from the replayed states, differentiated w.r.t. the policy parameters by
+//! back-propagation through time: the policy and Q networks run on [`crate::nn::fused`], the
+//! model on its fused host step and hand-derived vector-Jacobian product
+//! ([`PriorModel::step_host`], [`PriorModel::step_vjp`]). It computes exactly what
+//! [`super::policy::model_return`] computes by burn autodiff (the same noise draws in the same
+//! order), for both readings of eq. (6): with `all_actions` every `a_t = π_θ(s_t)` carries
+//! `∇θ`; otherwise only `a_0` does and later actions pass gradients to the states alone.
+//!
+//! Rows of the batch never interact, so with more than one thread in the current rayon pool the
+//! batch is split into two halves, each run on its own one-thread pool (so its GEMMs stay
+//! single-threaded), and the halves' gradients are summed in a fixed order: the result is
+//! deterministic for a given thread count. Every step's activations live in a [`Workspace`]
+//! owned by the learner, so nothing is allocated per call after warm-up except the returned
+//! gradient.
+
+use std::sync::{Mutex, OnceLock};
+
+use rand_pcg::Pcg64Mcg;
+
+use super::PolicyNet;
+use super::policy::PolicyCtx;
+use crate::env::ModelTape;
+use crate::nn::MlpTape;
+
+/// Parts the batch is split into when the current rayon pool has more than one thread.
+const PARTS: usize = 2;
+
+/// Buffers of the fused BPTT gradient, reused between calls (one per learner).
+#[derive(Default)]
+pub struct Workspace {
+    /// Model noise of every step for the whole batch, `[H][batch]` (empty rows without noise).
+    noise: Mutex<Vec<Vec<f32>>>,
+    /// The rollout buffers of each part of the batch.
+    parts: [Mutex<Part>; PARTS],
+    /// One-thread pools the parts run on (built on first use with more than one thread).
+    pools: OnceLock<Vec<rayon::ThreadPool>>,
+}
+
+/// The rollout of one part of the batch: every step's states, actions, rewards and tapes.
+#[derive(Default)]
+struct Part {
+    /// `s_0 … s_H`, each `[rows, obs]`.
+    states: Vec<Vec<f32>>,
+    /// `a_0 … a_H`, each `[rows, act]`.
+    actions: Vec<Vec<f32>>,
+    /// `r̃_0 … r̃_{H−1}`, each `[rows]`.
+    rewards: Vec<Vec<f32>>,
+    /// Policy activations at `s_0 … s_H`.
+    pi_tapes: Vec<MlpTape>,
+    /// Model steps `0 … H−1`.
+    model_tapes: Vec<ModelTape>,
+    /// Q1 activations at `(s_H, a_H)`.
+    q_tape: MlpTape,
+    d_state: Vec<f32>,
+    d_state_prev: Vec<f32>,
+    d_obs: Vec<f32>,
+    d_action: Vec<f32>,
+    d_reward: Vec<f32>,
+    d_q: Vec<f32>,
+    /// `γ^0 … γ^H`.
+    discounts: Vec<f32>,
+    /// Gradient of this part's share of `−weight·J_H` w.r.t. the policy parameters.
+    grads: Vec<Vec<f32>>,
+}
+
+/// Gradient w.r.t. the policy parameters of `−weight·J_H` on the replayed states `obs`
+/// (row-major), with the value `J_H`; the fused counterpart of
+/// [`super::policy::model_return_grad_autodiff`].
+pub fn model_return_grad(
+    ctx: PolicyCtx,
+    obs: &[f32],
+    all_actions: bool,
+    weight: f32,
+    rng: &mut Pcg64Mcg,
+) -> (Vec<Vec<f32>>, f64) {
+    let ws = ctx.bptt;
+    let (o, horizon) = (ctx.nets.spec.obs_dim, ctx.cfg.algo.horizon);
+    let batch = obs.len() / o;
+    let mut noise = ws.noise.lock().expect("bptt noise buffers");
+    noise.resize_with(horizon, Vec::new);
+    for step in noise.iter_mut() {
+        ctx.model.draw_noise(batch, rng, step);
+    }
+    let noise = &*noise;
+    let run = |rows: std::ops::Range<usize>, part: &mut Part| {
+        let rollout = Rollout {
+            ctx,
+            obs,
+            noise,
+            rows,
+            batch,
+            all_actions,
+            weight,
+        };
+        rollout.gradient(part)
+    };
+    let mut first = ws.parts[0].lock().expect("bptt part buffers");
+    let (grads, sum) = if rayon::current_num_threads() > 1 && batch >= PARTS {
+        let mut second = ws.parts[1].lock().expect("bptt part buffers");
+        let pools = ws.pools.get_or_init(|| {
+            (0..PARTS)
+                .map(|_| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .build()
+                        .expect("a one-thread pool for a BPTT part")
+                })
+                .collect()
+        });
+        let half = batch / 2;
+        let (p0, p1) = (&mut *first, &mut *second);
+        let (s0, s1) = rayon::join(
+            || pools[0].install(|| run(0..half, p0)),
+            || pools[1].install(|| run(half..batch, p1)),
+        );
+        let mut grads = first.grads.clone();
+        for (g, h) in grads.iter_mut().zip(&second.grads) {
+            g.iter_mut().zip(h).for_each(|(x, y)| *x += y);
+        }
+        (grads, s0 + s1)
+    } else {
+        let sum = run(0..batch, &mut first);
+        (first.grads.clone(), sum)
+    };
+    (grads, sum / batch as f64)
+}
+
+/// One part's rollout: rows `rows` of a batch of `batch`.
+struct Rollout<'a> {
+    ctx: PolicyCtx<'a>,
+    obs: &'a [f32],
+    noise: &'a [Vec<f32>],
+    rows: std::ops::Range<usize>,
+    batch: usize,
+    all_actions: bool,
+    weight: f32,
+}
+
+impl Rollout<'_> {
+    /// Run the rollout forward and back into `w.grads`; returns the sum of the rows' returns.
+    fn gradient(&self, w: &mut Part) -> f64 {
+        let PolicyCtx {
+            nets,
+            cfg,
+            p,
+            model,
+            ..
+        } = self.ctx;
+        let PolicyNet::Det(pol) = &nets.policy else {
+            unreachable!("model-driven policy gradients are for deterministic policies")
+        };
+        let (o, a) = (nets.spec.obs_dim, nets.spec.act_dim);
+        let horizon = cfg.algo.horizon;
+        let rows = self.rows.len();
+        let (pi, q1) = (p.pi.values(), p.q1.values());
+        let scale = cfg.task.reward_scale as f32;
+        let gamma = cfg.algo.gamma as f32;
+
+        // Forward: s_{t+1}, r̃_t = model(s_t, π(s_t)), then Q1(s_H, π(s_H)).
+        w.states.resize_with(horizon + 1, Vec::new);
+        w.actions.resize_with(horizon + 1, Vec::new);
+        w.rewards.resize_with(horizon, Vec::new);
+        w.pi_tapes.resize_with(horizon + 1, MlpTape::default);
+        w.model_tapes.resize_with(horizon, ModelTape::default);
+        w.states[0].clear();
+        w.states[0].extend_from_slice(&self.obs[self.rows.start * o..self.rows.end * o]);
+        for t in 0..=horizon {
+            let act = pol.forward_host(pi, &w.states[t], rows, &mut w.pi_tapes[t]);
+            w.actions[t].clear();
+            w.actions[t].extend_from_slice(act);
+            if t == horizon {
+                break;
+            }
+            let noise = match self.noise[t].is_empty() {
+                true => &[][..],
+                false => &self.noise[t][self.rows.clone()],
+            };
+            let (done, next) = w.states.split_at_mut(t + 1);
+            next[0].resize(rows * o, 0.0);
+            w.rewards[t].resize(rows, 0.0);
+            model.step_host(
+                &done[t],
+                &w.actions[t],
+                noise,
+                &mut next[0],
+                &mut w.rewards[t],
+                &mut w.model_tapes[t],
+            );
+        }
+        let q = nets.q.forward_host(
+            q1,
+            &w.states[horizon],
+            &w.actions[horizon],
+            rows,
+            &mut w.q_tape,
+        );
+        // γ^t as the autodiff path forms it (a running f32 product).
+        w.discounts.clear();
+        w.discounts.push(1.0f32);
+        for t in 0..horizon {
+            w.discounts.push(w.discounts[t] * gamma);
+        }
+        let mut sum = 0.0f64;
+        for (r, &disc) in w.rewards.iter().zip(&w.discounts) {
+            let c = disc * scale;
+            sum += r.iter().map(|&x| (x * c) as f64).sum::<f64>();
+        }
+        sum += q
+            .iter()
+            .map(|&x| (x * w.discounts[horizon]) as f64)
+            .sum::<f64>();
+
+        // Backward of −weight·J_H: each row's return enters the mean with 1/batch.
+        let c = -self.weight / self.batch as f32;
+        let tracked = |t: usize| t == 0 || self.all_actions;
+        w.grads.resize_with(pi.len(), Vec::new);
+        for (g, v) in w.grads.iter_mut().zip(pi) {
+            g.clear();
+            g.resize(v.len(), 0.0);
+        }
+        w.d_q.clear();
+        w.d_q.resize(rows, c * w.discounts[horizon]);
+        w.d_state.resize(rows * o, 0.0);
+        w.d_action.resize(rows * a, 0.0);
+        w.d_obs.resize(rows * o, 0.0);
+        w.d_state_prev.resize(rows * o, 0.0);
+        nets.q.backward_host(
+            q1,
+            &w.q_tape,
+            &w.d_q,
+            None,
+            Some(&mut w.d_state),
+            Some(&mut w.d_action),
+        );
+        for t in (0..=horizon).rev() {
+            if t < horizon {
+                w.d_reward.clear();
+                w.d_reward.resize(rows, c * (w.discounts[t] * scale));
+                model.step_vjp(
+                    &w.model_tapes[t],
+                    &w.d_state,
+                    &w.d_reward,
+                    &mut w.d_state_prev,
+                    &mut w.d_action,
+                );
+                std::mem::swap(&mut w.d_state, &mut w.d_state_prev);
+            }
+            // s_0 is data: its gradient is not needed.
+            let d_obs = (t > 0).then_some(&mut w.d_obs[..]);
+            let d_params = tracked(t).then_some(&mut w.grads[..]);
+            pol.backward_host(pi, &w.pi_tapes[t], &w.d_action, d_params, d_obs);
+            if t > 0 {
+                w.d_state
+                    .iter_mut()
+                    .zip(&w.d_obs)
+                    .for_each(|(x, y)| *x += y);
+            }
+        }
+        sum
+    }
+}

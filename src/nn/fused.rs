@@ -1,0 +1,583 @@
+//! Hand-written forward and backward passes of the networks on the host, on top of the `gemm`
+//! crate: the fast path selected by `network.kernels = "fused"`.
+//!
+//! Each layer is one GEMM into a buffer pre-filled with the bias, with ELU applied in place;
+//! the backward pass of ELU reads the saved output (`ELU'(x) = out + 1` for `x < 0`). All
+//! activations live in a reusable tape ([`MlpTape`], [`GaussianTape`]), so after the first call
+//! with a given batch size no pass allocates. Parameters are read straight from
+//! [`ParamSet::values`](super::ParamSet::values), in the same layout as the burn path
+//! (`w` `[in, out]`, `b` `[1, out]`), which stays the reference these passes are tested against.
+//!
+//! GEMMs use every thread of the current rayon pool when it has more than one and the product
+//! is large; a one-thread pool gives one-thread, reproducible passes.
+
+use std::cell::RefCell;
+
+use gemm::Parallelism;
+
+use super::net::{DetPolicy, GaussianPolicy, LOG_STD_MAX, LOG_STD_MIN, Mlp, QNet};
+
+/// Multiply-adds below which a GEMM always runs on one thread.
+const PARALLEL_MIN_FLOPS: usize = 128 * 128 * 128;
+
+/// `dst[m, n] (+)= a[m, k] · b[k, n]`, `dst` row-major; `a` and `b` given by their row and
+/// column strides (so a transpose is a stride swap). Accumulates into `dst` when `accumulate`.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    a: &[f32],
+    [a_rs, a_cs]: [usize; 2],
+    b: &[f32],
+    [b_rs, b_cs]: [usize; 2],
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(
+        (m - 1) * a_rs + (k - 1) * a_cs < a.len(),
+        "matmul: lhs too small"
+    );
+    assert!(
+        (k - 1) * b_rs + (n - 1) * b_cs < b.len(),
+        "matmul: rhs too small"
+    );
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_FLOPS {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the strides reach inside the slices; `dst`
+    // is exclusively borrowed and does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `exp(x)` for `x ≤ 0` (Cephes' polynomial, ~1 ulp), branch-free and with integer bit
+/// tricks instead of float-to-int casts, so the ELU loops vectorise.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let x = x.max(-87.0);
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // In [2²³, 2²⁴) one ulp is 1, so the bits of `t` are those of ROUND plus the integer n.
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(n_bits.wrapping_add(127) << 23)
+}
+
+/// ELU in place, on 8-wide AVX2 vectors when the CPU has them (same results: Rust never
+/// contracts into FMAs).
+fn elu_inplace(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just detected.
+        return unsafe { elu_avx2(x) };
+    }
+    elu_portable(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn elu_avx2(x: &mut [f32]) {
+    elu_portable(x)
+}
+
+#[inline(always)]
+fn elu_portable(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        let e = exp_nonpositive(v.min(0.0)) - 1.0;
+        *v = if *v > 0.0 { *v } else { e };
+    }
+}
+
+/// Scratch buffers of a backward pass.
+#[derive(Default)]
+struct Scratch {
+    grad: Vec<f32>,
+    next: Vec<f32>,
+    input: Vec<f32>,
+}
+
+/// Saved activations of one forward pass; reused between calls.
+#[derive(Default)]
+pub struct MlpTape {
+    batch: usize,
+    /// The scaled input `[batch, in]`.
+    input: Vec<f32>,
+    /// Each layer's output: ELU-activated for hidden layers, linear for the last.
+    layers: Vec<Vec<f32>>,
+    /// `tanh` of the output (deterministic policy).
+    tanh: Vec<f32>,
+    /// The head's result (the action of a deterministic policy).
+    head: Vec<f32>,
+    scratch: RefCell<Scratch>,
+}
+
+impl MlpTape {
+    /// The batch size of the last forward pass.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+impl Mlp {
+    fn n_layers(&self) -> usize {
+        self.sizes.len() - 1
+    }
+
+    /// Input size.
+    pub fn in_dim(&self) -> usize {
+        self.sizes[0]
+    }
+
+    /// Output size.
+    pub fn out_dim(&self) -> usize {
+        self.sizes[self.n_layers()]
+    }
+
+    /// Forward pass on the unscaled input already in `tape.input`.
+    fn forward_tape(&self, params: &[Vec<f32>], batch: usize, tape: &mut MlpTape) {
+        let layers = self.n_layers();
+        assert_eq!(params.len(), 2 * layers, "MLP parameter count");
+        assert_eq!(tape.input.len(), batch * self.in_dim(), "MLP input size");
+        tape.batch = batch;
+        let scale = &self.in_scale_host;
+        for row in tape.input.chunks_exact_mut(scale.len()) {
+            row.iter_mut().zip(scale).for_each(|(x, s)| *x *= s);
+        }
+        tape.layers.resize_with(layers, Vec::new);
+        for l in 0..layers {
+            let (i, o) = (self.sizes[l], self.sizes[l + 1]);
+            let (prev, rest) = tape.layers.split_at_mut(l);
+            let out = &mut rest[0];
+            let inp: &[f32] = if l == 0 { &tape.input } else { &prev[l - 1] };
+            out.resize(batch * o, 0.0);
+            let (w, b) = (&params[2 * l], &params[2 * l + 1]);
+            assert_eq!((w.len(), b.len()), (i * o, o), "MLP parameter shape");
+            for row in out.chunks_exact_mut(o) {
+                row.copy_from_slice(b);
+            }
+            matmul(batch, o, i, out, inp, [i, 1], w, [o, 1], true);
+            if l + 1 < layers {
+                elu_inplace(out);
+            }
+        }
+    }
+
+    /// Host forward `[batch, in] → [batch, out]`, saving what backward needs in `tape`.
+    pub fn forward_host<'t>(
+        &self,
+        params: &[Vec<f32>],
+        x: &[f32],
+        batch: usize,
+        tape: &'t mut MlpTape,
+    ) -> &'t [f32] {
+        tape.input.clear();
+        tape.input.extend_from_slice(x);
+        self.forward_tape(params, batch, tape);
+        &tape.layers[self.n_layers() - 1]
+    }
+
+    /// Backward from `d_out` `[batch, out]` given in `s.grad`.
+    fn backward_tape(
+        &self,
+        params: &[Vec<f32>],
+        tape: &MlpTape,
+        s: &mut Scratch,
+        mut d_params: Option<&mut [Vec<f32>]>,
+        d_x: Option<&mut [f32]>,
+    ) {
+        let batch = tape.batch;
+        let layers = self.n_layers();
+        for l in (0..layers).rev() {
+            let (i, o) = (self.sizes[l], self.sizes[l + 1]);
+            let inp: &[f32] = if l == 0 {
+                &tape.input
+            } else {
+                &tape.layers[l - 1]
+            };
+            if let Some(dp) = d_params.as_deref_mut() {
+                matmul(
+                    i,
+                    o,
+                    batch,
+                    &mut dp[2 * l],
+                    inp,
+                    [1, i],
+                    &s.grad,
+                    [o, 1],
+                    true,
+                );
+                let db = &mut dp[2 * l + 1];
+                for row in s.grad.chunks_exact(o) {
+                    db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+                }
+            }
+            if l == 0 && d_x.is_none() {
+                return;
+            }
+            s.next.resize(batch * i, 0.0);
+            matmul(
+                batch,
+                i,
+                o,
+                &mut s.next,
+                &s.grad,
+                [o, 1],
+                &params[2 * l],
+                [1, o],
+                false,
+            );
+            if l > 0 {
+                for (d, y) in s.next.iter_mut().zip(inp) {
+                    let slope = if *y > 0.0 { 1.0 } else { y + 1.0 };
+                    *d *= slope;
+                }
+                std::mem::swap(&mut s.grad, &mut s.next);
+            }
+        }
+        if let Some(dx) = d_x {
+            assert_eq!(dx.len(), s.next.len(), "MLP input gradient size");
+            let scale = &self.in_scale_host;
+            for (dst, src) in dx
+                .chunks_exact_mut(scale.len())
+                .zip(s.next.chunks_exact(scale.len()))
+            {
+                for ((d, g), c) in dst.iter_mut().zip(src).zip(scale) {
+                    *d = g * c;
+                }
+            }
+        }
+    }
+
+    /// Backward from `d_out` `[batch, out]`: adds parameter gradients into `d_params` (same
+    /// layout as params) when given, writes the input gradient into `d_x` when given.
+    pub fn backward_host(
+        &self,
+        params: &[Vec<f32>],
+        tape: &MlpTape,
+        d_out: &[f32],
+        d_params: Option<&mut [Vec<f32>]>,
+        d_x: Option<&mut [f32]>,
+    ) {
+        assert_eq!(
+            d_out.len(),
+            tape.batch * self.out_dim(),
+            "MLP output gradient"
+        );
+        let mut s = tape.scratch.borrow_mut();
+        s.grad.clear();
+        s.grad.extend_from_slice(d_out);
+        self.backward_tape(params, tape, &mut s, d_params, d_x);
+    }
+}
+
+impl DetPolicy {
+    /// Host forward: actions `[batch, act]` for observations `[batch, obs]`.
+    pub fn forward_host<'t>(
+        &self,
+        params: &[Vec<f32>],
+        obs: &[f32],
+        batch: usize,
+        tape: &'t mut MlpTape,
+    ) -> &'t [f32] {
+        self.mlp.forward_host(params, obs, batch, tape);
+        let MlpTape {
+            layers, tanh, head, ..
+        } = tape;
+        let z = &layers[layers.len() - 1];
+        tanh.clear();
+        tanh.extend(z.iter().map(|v| v.tanh()));
+        head.clear();
+        let d = self.high_host.len();
+        head.extend(
+            tanh.iter()
+                .enumerate()
+                .map(|(i, t)| t * self.high_host[i % d]),
+        );
+        head
+    }
+
+    /// Backward from `d_act` `[batch, act]` (see [`Mlp::backward_host`]).
+    pub fn backward_host(
+        &self,
+        params: &[Vec<f32>],
+        tape: &MlpTape,
+        d_act: &[f32],
+        d_params: Option<&mut [Vec<f32>]>,
+        d_obs: Option<&mut [f32]>,
+    ) {
+        assert_eq!(d_act.len(), tape.tanh.len(), "policy action gradient");
+        let mut s = tape.scratch.borrow_mut();
+        let d = self.high_host.len();
+        s.grad.clear();
+        s.grad.extend(
+            d_act
+                .iter()
+                .zip(&tape.tanh)
+                .enumerate()
+                .map(|(i, (g, t))| g * self.high_host[i % d] * (1.0 - t * t)),
+        );
+        self.mlp
+            .backward_tape(params, tape, &mut s, d_params, d_obs);
+    }
+}
+
+impl QNet {
+    /// Host forward: Q values `[batch]` of observations `[batch, obs]` and actions
+    /// `[batch, act]`.
+    pub fn forward_host<'t>(
+        &self,
+        params: &[Vec<f32>],
+        obs: &[f32],
+        act: &[f32],
+        batch: usize,
+        tape: &'t mut MlpTape,
+    ) -> &'t [f32] {
+        let n_in = self.mlp.in_dim();
+        assert!(
+            batch > 0 && obs.len().is_multiple_of(batch),
+            "Q observation size"
+        );
+        let (o, a) = (obs.len() / batch, act.len() / batch);
+        assert_eq!((o + a, act.len()), (n_in, batch * a), "Q input size");
+        tape.input.clear();
+        for (so, sa) in obs.chunks_exact(o).zip(act.chunks_exact(a)) {
+            tape.input.extend_from_slice(so);
+            tape.input.extend_from_slice(sa);
+        }
+        self.mlp.forward_tape(params, batch, tape);
+        &tape.layers[tape.layers.len() - 1]
+    }
+
+    /// Backward from `d_q` `[batch]`: parameter gradients added into `d_params`, input
+    /// gradients written into `d_obs` and `d_act` (each when given).
+    pub fn backward_host(
+        &self,
+        params: &[Vec<f32>],
+        tape: &MlpTape,
+        d_q: &[f32],
+        d_params: Option<&mut [Vec<f32>]>,
+        d_obs: Option<&mut [f32]>,
+        d_act: Option<&mut [f32]>,
+    ) {
+        let batch = tape.batch;
+        assert_eq!(d_q.len(), batch, "Q output gradient");
+        let mut s = tape.scratch.borrow_mut();
+        s.grad.clear();
+        s.grad.extend_from_slice(d_q);
+        if d_obs.is_none() && d_act.is_none() {
+            self.mlp.backward_tape(params, tape, &mut s, d_params, None);
+            return;
+        }
+        let n_in = self.mlp.in_dim();
+        let mut dx = std::mem::take(&mut s.input);
+        dx.resize(batch * n_in, 0.0);
+        self.mlp
+            .backward_tape(params, tape, &mut s, d_params, Some(&mut dx));
+        let o = d_obs
+            .as_ref()
+            .map(|d| d.len() / batch)
+            .unwrap_or_else(|| n_in - d_act.as_ref().map_or(0, |d| d.len() / batch));
+        if let Some(d) = d_obs {
+            for (dst, row) in d.chunks_exact_mut(o).zip(dx.chunks_exact(n_in)) {
+                dst.copy_from_slice(&row[..o]);
+            }
+        }
+        if let Some(d) = d_act {
+            for (dst, row) in d.chunks_exact_mut(n_in - o).zip(dx.chunks_exact(n_in)) {
+                dst.copy_from_slice(&row[o..]);
+            }
+        }
+        s.input = dx;
+    }
+}
+
+/// Saved state of one Gaussian-policy sample; reused between calls.
+#[derive(Default)]
+pub struct GaussianTape {
+    /// The network's tape.
+    mlp: MlpTape,
+    /// Standard-normal noise `[batch, act]`.
+    eps: Vec<f32>,
+    /// Clipped log-std.
+    log_std: Vec<f32>,
+    /// Whether the raw log-std was inside the clip range (the clip passes gradients there).
+    inside: Vec<bool>,
+    /// Pre-squash action `u = mean + std·ε`.
+    u: Vec<f32>,
+    /// The action (`high ⊙ tanh(u)` when squashed, else `u`).
+    action: Vec<f32>,
+    /// `log π(a|s)` `[batch]`.
+    log_prob: Vec<f32>,
+    d_out: RefCell<Vec<f32>>,
+}
+
+impl GaussianTape {
+    /// The action of the last sample `[batch, act]`.
+    pub fn action(&self) -> &[f32] {
+        &self.action
+    }
+
+    /// `log π(a|s)` of the last sample `[batch]`.
+    pub fn log_prob(&self) -> &[f32] {
+        &self.log_prob
+    }
+}
+
+/// `log(1 + e^x)`, stable for any `x`.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+impl GaussianPolicy {
+    /// Host reparameterised sample for observations `[batch, obs]` and standard-normal noise
+    /// `eps` `[batch, act]`; read the action and `log π` from the tape.
+    pub fn sample_host(
+        &self,
+        params: &[Vec<f32>],
+        obs: &[f32],
+        eps: &[f32],
+        batch: usize,
+        tape: &mut GaussianTape,
+    ) {
+        let d = self.act_dim;
+        assert_eq!(eps.len(), batch * d, "Gaussian noise size");
+        let half_log_2pi = 0.5 * (2.0 * std::f32::consts::PI).ln();
+        let t = &mut *tape;
+        let out = self.mlp.forward_host(params, obs, batch, &mut t.mlp);
+        t.eps.clear();
+        t.eps.extend_from_slice(eps);
+        t.log_std.resize(batch * d, 0.0);
+        t.inside.resize(batch * d, false);
+        t.u.resize(batch * d, 0.0);
+        t.action.resize(batch * d, 0.0);
+        t.log_prob.resize(batch, 0.0);
+        for r in 0..batch {
+            let row = &out[r * 2 * d..(r + 1) * 2 * d];
+            let mut lp = 0.0f32;
+            let mut log_det = 0.0f32;
+            for j in 0..d {
+                let k = r * d + j;
+                let raw = row[d + j];
+                let ls = raw.clamp(LOG_STD_MIN, LOG_STD_MAX);
+                t.inside[k] = (LOG_STD_MIN..=LOG_STD_MAX).contains(&raw);
+                t.log_std[k] = ls;
+                let u = row[j] + ls.exp() * eps[k];
+                t.u[k] = u;
+                lp += -0.5 * eps[k] * eps[k] - ls - half_log_2pi;
+                if self.squash {
+                    log_det += 2.0 * (std::f32::consts::LN_2 - u - softplus(-2.0 * u));
+                    t.action[k] = self.high_host[j] * u.tanh();
+                } else {
+                    t.action[k] = u;
+                }
+            }
+            t.log_prob[r] = if self.squash {
+                lp - (log_det + self.log_high)
+            } else {
+                lp
+            };
+        }
+    }
+
+    /// Host deterministic action (the squashed mean) `[batch, act]`, written into `out`.
+    pub fn mode_host(
+        &self,
+        params: &[Vec<f32>],
+        obs: &[f32],
+        batch: usize,
+        tape: &mut MlpTape,
+        out: &mut Vec<f32>,
+    ) {
+        let d = self.act_dim;
+        let z = self.mlp.forward_host(params, obs, batch, tape);
+        out.clear();
+        for row in z.chunks_exact(2 * d) {
+            for (&m, &h) in row[..d].iter().zip(&self.high_host) {
+                out.push(if self.squash { h * m.tanh() } else { m });
+            }
+        }
+    }
+
+    /// Backward of a sample from `d_action` `[batch, act]` and `d_log_prob` `[batch]`:
+    /// parameter gradients added into `d_params`, observation gradients written into `d_obs`.
+    pub fn sample_backward_host(
+        &self,
+        params: &[Vec<f32>],
+        tape: &GaussianTape,
+        d_action: &[f32],
+        d_log_prob: &[f32],
+        d_params: Option<&mut [Vec<f32>]>,
+        d_obs: Option<&mut [f32]>,
+    ) {
+        let d = self.act_dim;
+        let batch = tape.mlp.batch;
+        assert_eq!(
+            (d_action.len(), d_log_prob.len()),
+            (batch * d, batch),
+            "Gaussian sample gradient sizes"
+        );
+        let mut g = tape.d_out.borrow_mut();
+        g.resize(batch * 2 * d, 0.0);
+        for r in 0..batch {
+            let dlp = d_log_prob[r];
+            for j in 0..d {
+                let k = r * d + j;
+                let u = tape.u[k];
+                let du = if self.squash {
+                    let th = u.tanh();
+                    // a = high·tanh u; log π gains −log|da/du| whose u-derivative is −2 tanh u.
+                    d_action[k] * self.high_host[j] * (1.0 - th * th) + dlp * 2.0 * th
+                } else {
+                    d_action[k]
+                };
+                let ls = tape.log_std[k];
+                let d_ls = du * tape.eps[k] * ls.exp() - dlp;
+                g[r * 2 * d + j] = du;
+                g[r * 2 * d + d + j] = if tape.inside[k] { d_ls } else { 0.0 };
+            }
+        }
+        self.mlp
+            .backward_host(params, &tape.mlp, &g, d_params, d_obs);
+    }
+}
