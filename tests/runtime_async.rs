@@ -1,56 +1,20 @@
 //! The asynchronous runtime: learning on `lqr`, no deadlock with more learners than cores,
 //! worker panics (restart / stop), stop + resume, and a path-tracking smoke run.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::run_bounded;
 use mixpg::checkpoint::Checkpoint;
 use mixpg::config::Config;
 use mixpg::runtime::serial::latest_checkpoint;
-use mixpg::runtime::{AsyncTrainer, RunSummary, Trainer};
-
-const LQR: &str = r#"
-[task]
-name = "lqr"
-num_agents = 8
-reward_scale = 1.0
-
-[algo]
-name = "mpg_v2"
-batch_size = 64
-buffer_capacity = 20000
-warmup_samples = 400
-collect_steps = 8
-collect_interval = 2
-policy_delay = 1
-horizon = 10
-batch_reuse = 1
-schedule_iterations = 300
-q_lr = { initial = 2e-3, final_lr = 2e-4, steps = 2000 }
-policy_lr = { initial = 1e-3, final_lr = 1e-4, steps = 2000 }
-
-[network]
-hidden = [32, 32]
-
-[train]
-iterations = 600
-eval_interval = 200
-checkpoint_interval = 200
-log_interval = 10
-eval_episodes = 10
-
-[runtime]
-mode = "async"
-actors = 1
-buffers = 2
-learners = 2
-"#;
+use mixpg::runtime::{AsyncTrainer, Trainer};
 
 fn cfg(sets: &[&str]) -> Config {
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    Config::from_toml_str(LQR, &sets).unwrap()
+    common::async_lqr_config(sets)
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -83,16 +47,6 @@ fn last_row(dir: &Path) -> Vec<String> {
 }
 
 /// Run in a thread; fail the test instead of hanging on a deadlock.
-fn run_bounded(mut t: AsyncTrainer, limit: Duration) -> (anyhow::Result<RunSummary>, AsyncTrainer) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = t.run();
-        let _ = tx.send((r, t));
-    });
-    rx.recv_timeout(limit)
-        .expect("the async run did not finish in time (deadlock?)")
-}
-
 #[test]
 fn async_training_improves_lqr() {
     let dir = tempdir("learn");

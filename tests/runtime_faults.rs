@@ -2,62 +2,25 @@
 //! faults injected into every role, kill -9 and resume, corrupt and unwritable checkpoints.
 //! Small networks on `lqr`, so the module runs in seconds.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::run_bounded;
 use mixpg::checkpoint::Checkpoint;
 use mixpg::config::Config;
+use mixpg::runtime::AsyncTrainer;
 use mixpg::runtime::serial::latest_checkpoint;
-use mixpg::runtime::{AsyncTrainer, RunSummary};
-
-const LQR: &str = r#"
-[task]
-name = "lqr"
-num_agents = 8
-reward_scale = 1.0
-
-[algo]
-name = "mpg_v2"
-batch_size = 64
-buffer_capacity = 20000
-warmup_samples = 400
-collect_steps = 8
-collect_interval = 2
-policy_delay = 1
-horizon = 10
-batch_reuse = 1
-schedule_iterations = 300
-q_lr = { initial = 2e-3, final_lr = 2e-4, steps = 2000 }
-policy_lr = { initial = 1e-3, final_lr = 1e-4, steps = 2000 }
-
-[network]
-hidden = [32, 32]
-
-[train]
-iterations = 600
-eval_interval = 200
-checkpoint_interval = 200
-log_interval = 10
-eval_episodes = 10
-
-[runtime]
-mode = "async"
-actors = 1
-buffers = 2
-learners = 2
-"#;
 
 fn cfg(sets: &[&str]) -> Config {
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    Config::from_toml_str(LQR, &sets).unwrap()
+    common::async_lqr_config(sets)
 }
 
 fn cfg_err(sets: &[&str]) -> String {
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    format!("{:#}", Config::from_toml_str(LQR, &sets).unwrap_err())
+    format!("{:#}", common::async_lqr_config_result(sets).unwrap_err())
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -75,16 +38,6 @@ fn repo(path: &str) -> PathBuf {
 }
 
 /// Run in a thread; fail the test instead of hanging.
-fn run_bounded(mut t: AsyncTrainer, limit: Duration) -> (anyhow::Result<RunSummary>, AsyncTrainer) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = t.run();
-        let _ = tx.send((r, t));
-    });
-    rx.recv_timeout(limit)
-        .expect("the async run did not finish in time (hang?)")
-}
-
 /// The rows of `progress.csv` as cells.
 fn rows(dir: &Path) -> Vec<Vec<String>> {
     fs::read_to_string(dir.join("progress.csv"))
@@ -315,7 +268,7 @@ fn runtime_settings_out_of_range_are_rejected() {
 fn config_file(dir: &Path, mode: &str, sets: &[&str]) -> PathBuf {
     let mut all = vec![format!("runtime.mode=\"{mode}\"")];
     all.extend(sets.iter().map(|s| s.to_string()));
-    let c = Config::from_toml_str(LQR, &all).unwrap();
+    let c = Config::from_toml_str(common::ASYNC_LQR, &all).unwrap();
     fs::create_dir_all(dir).unwrap();
     let path = dir.join("cfg.toml");
     fs::write(&path, c.to_toml()).unwrap();
@@ -606,11 +559,14 @@ fn kill_9_then_resume_replays_the_rows_of_an_uninterrupted_run() {
     let mut all = vec!["runtime.mode=\"serial\"".to_string()];
     all.extend(sets.iter().map(|s| s.to_string()));
     let reference = root.join("reference");
-    mixpg::runtime::Trainer::new(Config::from_toml_str(LQR, &all).unwrap(), &reference)
-        .unwrap()
-        .quiet()
-        .run()
-        .unwrap();
+    mixpg::runtime::Trainer::new(
+        Config::from_toml_str(common::ASYNC_LQR, &all).unwrap(),
+        &reference,
+    )
+    .unwrap()
+    .quiet()
+    .run()
+    .unwrap();
     let strip = |d: &Path| -> Vec<Vec<String>> {
         rows(d)
             .into_iter()

@@ -50,9 +50,11 @@ fn with_workspace<R>(f: impl FnOnce(&mut Workspace) -> R) -> R {
 fn clip_into(spec: &TaskSpec, act: &[f32], out: &mut Vec<f32>) {
     let d = spec.act_dim;
     out.clear();
-    out.extend(act.iter().enumerate().map(|(i, x)| {
-        x.max(spec.action_low[i % d]).min(spec.action_high[i % d])
-    }));
+    out.extend(
+        act.iter()
+            .enumerate()
+            .map(|(i, x)| x.max(spec.action_low[i % d]).min(spec.action_high[i % d])),
+    );
 }
 
 /// Zero gradients shaped like `p`.

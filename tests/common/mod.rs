@@ -1,7 +1,11 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+use std::sync::mpsc;
+use std::time::Duration;
+
 use mixpg::config::Config;
+use mixpg::runtime::{AsyncTrainer, RunSummary};
 
 /// A small configuration on the `lqr` task: small networks, short horizons, fast learning rates.
 pub fn lqr_config(algo: &str, extra: &[&str]) -> Config {
@@ -82,4 +86,68 @@ pub fn eval_returns(path: &std::path::Path) -> Vec<(u64, f64)> {
             c[3].parse::<f64>().ok().map(|m| (c[0].parse().unwrap(), m))
         })
         .collect()
+}
+
+/// The small asynchronous run of the runtime tests: MPG-v2 on `lqr`, 1 actor, 2 buffers,
+/// 2 learners, 600 iterations.
+pub const ASYNC_LQR: &str = r#"
+[task]
+name = "lqr"
+num_agents = 8
+reward_scale = 1.0
+
+[algo]
+name = "mpg_v2"
+batch_size = 64
+buffer_capacity = 20000
+warmup_samples = 400
+collect_steps = 8
+collect_interval = 2
+policy_delay = 1
+horizon = 10
+batch_reuse = 1
+schedule_iterations = 300
+q_lr = { initial = 2e-3, final_lr = 2e-4, steps = 2000 }
+policy_lr = { initial = 1e-3, final_lr = 1e-4, steps = 2000 }
+
+[network]
+hidden = [32, 32]
+
+[train]
+iterations = 600
+eval_interval = 200
+checkpoint_interval = 200
+log_interval = 10
+eval_episodes = 10
+
+[runtime]
+mode = "async"
+actors = 1
+buffers = 2
+learners = 2
+"#;
+
+/// [`ASYNC_LQR`] with `--set`-style overrides.
+pub fn async_lqr_config(sets: &[&str]) -> Config {
+    async_lqr_config_result(sets).expect("test config")
+}
+
+/// [`async_lqr_config`] with the error kept (for tests of bad values).
+pub fn async_lqr_config_result(sets: &[&str]) -> anyhow::Result<Config> {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Config::from_toml_str(ASYNC_LQR, &sets)
+}
+
+/// Run `t` on its own thread; the test fails if it has not finished within `limit` (a hang).
+pub fn run_bounded(
+    mut t: AsyncTrainer,
+    limit: Duration,
+) -> (anyhow::Result<RunSummary>, AsyncTrainer) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = t.run();
+        let _ = tx.send((r, t));
+    });
+    rx.recv_timeout(limit)
+        .expect("the async run did not finish in time (hang or deadlock?)")
 }
