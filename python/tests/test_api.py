@@ -119,7 +119,7 @@ def test_long_calls_release_the_gil(tmp_path, small_config):
         time.sleep(0.05)
         before = ticks
         start = time.perf_counter()
-        mixpg.train(small_config, tmp_path / "run", seed=0, iterations=400)
+        mixpg.train(small_config, tmp_path / "run", seed=0, iterations=20000)
         elapsed = time.perf_counter() - start
         during = ticks - before
     finally:
