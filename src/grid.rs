@@ -38,7 +38,7 @@ pub const DDPG_FROM_TD3: [&str; 2] = ["algo.name=ddpg", "algo.policy_delay=1"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
     /// Both tasks, the six Table I algorithms, 3 seeds × 6000 iterations, eval every 500
-    /// (about an hour with `--jobs 2` on a 2-core machine).
+    /// (about 16 minutes with `--jobs 2` on a 2-core machine).
     Quick,
     /// Both tasks, the six Table I algorithms, 5 seeds × 100 000 iterations, eval every 3000
     /// (the paper's protocol).
