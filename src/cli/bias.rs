@@ -1,7 +1,7 @@
 //! `mixpg analyze-bias`: the data-driven and model-driven policy gradients' bias against a
 //! reference gradient at every saved checkpoint of a run (see [`crate::algo::bias`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use rand::SeedableRng;
@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::env::{make_model, task_spec};
 use crate::replay::ReplayBuffer;
 use crate::report::bias::{BiasRow, plot_bias, write_bias_csv};
+use crate::runtime::rundir::checkpoints_newest_first;
 
 /// Arguments of `mixpg analyze-bias`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,26 +41,6 @@ pub struct BiasArgs {
     pub out: Option<PathBuf>,
 }
 
-/// The run's checkpoints `(iteration, directory)`, oldest first.
-fn checkpoints(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let dir = run.join("checkpoints");
-    let entries =
-        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
-    let mut all = Vec::new();
-    for e in entries {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().to_string();
-        if let Some(k) = name
-            .strip_prefix("ckpt-")
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            all.push((k, e.path()));
-        }
-    }
-    all.sort();
-    Ok(all)
-}
-
 /// Measure the bias at every checkpoint of `args.run`; write `bias.csv` and `bias.png`.
 pub fn analyze_bias(args: &BiasArgs) -> Result<Vec<BiasRow>> {
     ensure!(args.states >= 1, "--states must be at least 1");
@@ -72,7 +53,8 @@ pub fn analyze_bias(args: &BiasArgs) -> Result<Vec<BiasRow>> {
         "--reference-horizon must be at least 1"
     );
     let cfg = Config::load(&args.run.join("config.toml"), &[])?;
-    let ckpts = checkpoints(&args.run)?;
+    let mut ckpts = checkpoints_newest_first(&args.run)?;
+    ckpts.reverse();
     let Some((_, latest)) = ckpts.last() else {
         bail!(
             "{} has no checkpoint (train with train.checkpoint_interval set, and \

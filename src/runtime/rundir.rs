@@ -27,8 +27,9 @@ pub(crate) fn init_run_dir(cfg: &Config, out: &Path) -> Result<()> {
     write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())
 }
 
-/// The complete checkpoint directories of a run, newest first.
-fn checkpoints_newest_first(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// The complete checkpoint directories of a run as `(iteration, directory)`, newest first
+/// (none when the run has no `checkpoints/`).
+pub fn checkpoints_newest_first(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let dir = run.join("checkpoints");
     if !dir.exists() {
         return Ok(Vec::new());
