@@ -683,6 +683,7 @@ fn fault_case(fault: &str, on_panic: &str, buffers: usize) {
             err.contains(&format!("{role} #0")) && err.contains("panicked"),
             "{case}: {err}"
         );
+        eprintln!("matrix: {case}: {err}");
         assert!(k < n, "{case}");
         assert_eq!(counts(rows(&dir).last().unwrap()).0, k, "{case}");
         assert_checkpoint_at(&dir, k);

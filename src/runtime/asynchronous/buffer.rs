@@ -36,8 +36,7 @@ impl BufferWorker {
     pub(super) fn new(sh: Arc<Shared>, id: usize, inc: u32) -> Result<Self> {
         let cfg = &sh.cfg;
         let spec = task_spec(&cfg.task.name)?;
-        // Requests left by a previous incarnation have lost their reader.
-        while sh.ctl_rx[id].try_recv().is_ok() {}
+        // Requests still queued (sent before this incarnation started) are answered by `step`.
         let restored = sh.initial_replay.lock().expect("replay lock")[id].take();
         let replay = restored.unwrap_or_else(|| {
             ReplayBuffer::new(cfg.algo.buffer_capacity, spec.obs_dim, spec.act_dim)

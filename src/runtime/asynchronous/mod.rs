@@ -123,6 +123,8 @@ pub(super) const PACED_SLEEP: Duration = Duration::from_millis(2);
 pub(super) const SNAPSHOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a running buffer's replay contents.
 pub(super) const SNAPSHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a snapshot request is sent again after its reader died (a buffer restarted).
+pub(super) const MAX_SNAPSHOT_RESENDS: u32 = 3;
 /// Columns of `runtime.csv`.
 pub const RUNTIME_COLUMNS: [&str; 17] = [
     "iteration",

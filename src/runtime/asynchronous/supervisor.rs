@@ -17,7 +17,10 @@ use super::learner::LearnerWorker;
 use super::shared::{Ctl, Flow, Role, Shared, Stats, Worker};
 use super::snapshot::{ParamStore, Snapshot};
 use super::transport::TaggedGrads;
-use super::{BUFFER_INBOX, MAX_RESTARTS, POLL, SNAPSHOT_REPLY_TIMEOUT, SNAPSHOT_REQUEST_TIMEOUT};
+use super::{
+    BUFFER_INBOX, MAX_RESTARTS, MAX_SNAPSHOT_RESENDS, POLL, SNAPSHOT_REPLY_TIMEOUT,
+    SNAPSHOT_REQUEST_TIMEOUT,
+};
 use crate::config::{Config, FaultSpec, OnPanic};
 use crate::replay::ReplayBuffer;
 use crate::runtime::seeds::derive_seed;
@@ -220,45 +223,48 @@ impl Supervisor {
     }
 
     /// Copies of every live buffer's replay contents (for a checkpoint); `None` for a buffer
-    /// that is not running (stopped by a fault), which a resume starts empty.
+    /// that is not running (stopped by a fault), which a resume starts empty. A request whose
+    /// reader died (a buffer restarted meanwhile) is sent again to the new incarnation.
     pub(super) fn replay_snapshots(&self) -> Result<Vec<Option<ReplayBuffer>>> {
         let alive = |i: usize| self.sh.buffer_alive[i].load(Ordering::SeqCst);
-        let mut replies = Vec::new();
-        for (i, tx) in self.sh.ctl_tx.iter().enumerate() {
+        let request = |i: usize| -> Result<Option<Receiver<ReplayBuffer>>> {
             if !alive(i) {
-                replies.push(None);
-                continue;
+                return Ok(None);
             }
             let (rt, rr) = bounded(1);
-            tx.send_timeout(Ctl::Snapshot(rt), SNAPSHOT_REQUEST_TIMEOUT)
+            self.sh.ctl_tx[i]
+                .send_timeout(Ctl::Snapshot(rt), SNAPSHOT_REQUEST_TIMEOUT)
                 .map_err(|_| anyhow!("buffer #{i} does not take requests"))?;
-            replies.push(Some(rr));
+            Ok(Some(rr))
+        };
+        let mut replies = Vec::new();
+        for i in 0..self.sh.ctl_tx.len() {
+            replies.push(request(i)?);
         }
         let deadline = Instant::now() + SNAPSHOT_REPLY_TIMEOUT;
         let mut out = Vec::new();
-        for (i, rr) in replies.into_iter().enumerate() {
-            let got = rr.and_then(|rr| {
-                loop {
-                    match rr.recv_timeout(POLL) {
-                        Ok(b) => break Some(Ok(b)),
-                        Err(RecvTimeoutError::Timeout) if alive(i) && Instant::now() < deadline => {
-                        }
-                        Err(_) if !alive(i) => break None,
-                        Err(_) => {
-                            break Some(Err(anyhow!(
-                                "buffer #{i} did not send its replay contents"
-                            )));
-                        }
+        for (i, mut rr) in replies.into_iter().enumerate() {
+            let mut resent = 0;
+            let got = loop {
+                let Some(r) = &rr else { break None };
+                match r.recv_timeout(POLL) {
+                    Ok(b) => break Some(b),
+                    Err(RecvTimeoutError::Timeout) if alive(i) && Instant::now() < deadline => {}
+                    Err(_) if !alive(i) => break None,
+                    Err(RecvTimeoutError::Disconnected) if resent < MAX_SNAPSHOT_RESENDS => {
+                        resent += 1;
+                        rr = request(i)?;
                     }
+                    Err(_) => bail!("buffer #{i} did not send its replay contents"),
                 }
-            });
+            };
             if got.is_none() {
                 eprintln!(
                     "async: buffer #{i} is not running; the checkpoint holds no replay contents \
                      for it (it starts empty after a resume)"
                 );
             }
-            out.push(got.transpose()?);
+            out.push(got);
         }
         Ok(out)
     }
