@@ -2,6 +2,7 @@
 //! multi-learner runtime, on burn (Flex backend inside Autodiff, f32).
 
 pub mod algo;
+pub mod analysis;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

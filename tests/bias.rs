@@ -7,7 +7,7 @@ mod common;
 use common::{lqr_config, tempdir};
 use mixpg::algo::bias::{BiasSetup, gradient_bias, policy_gradient};
 use mixpg::algo::{Agent, Nets, Params};
-use mixpg::cli::bias::{BiasArgs, analyze_bias};
+use mixpg::analysis::{BiasOptions, analyze_bias};
 use mixpg::config::Config;
 use mixpg::env::{StepOut, make_env, make_model, task_spec};
 use mixpg::nn::{self, plain_device, tensor1, tensor2};
@@ -158,15 +158,13 @@ fn analyze_bias_writes_csv_and_png_for_every_checkpoint() {
         ],
     );
     Trainer::new(cfg, &dir).unwrap().quiet().run().unwrap();
-    let args = BiasArgs {
-        run: dir.clone(),
+    let opts = BiasOptions {
         horizons: vec![0, 2, 10],
         states: 16,
         reference_horizon: 30,
         seed: 1,
-        out: None,
     };
-    let rows = analyze_bias(&args).unwrap();
+    let rows = analyze_bias(&dir, &opts, &dir).unwrap();
     let iterations: Vec<u64> = rows.iter().map(|r| r.iteration).collect();
     assert_eq!(iterations, [20, 20, 20, 20, 40, 40, 40, 40]);
     assert!(
@@ -179,9 +177,10 @@ fn analyze_bias_writes_csv_and_png_for_every_checkpoint() {
     let png = std::fs::read(dir.join("bias.png")).unwrap();
     assert_eq!(png[..4], [0x89, b'P', b'N', b'G']);
 
-    let mut bad = args.clone();
-    bad.run = dir.join("nope");
-    let e = format!("{:#}", analyze_bias(&bad).unwrap_err());
+    let e = format!(
+        "{:#}",
+        analyze_bias(&dir.join("nope"), &opts, &dir).unwrap_err()
+    );
     assert!(e.contains("nope"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,21 +1,11 @@
-//! `mixpg analyze-bias`: the data-driven and model-driven policy gradients' bias against a
-//! reference gradient at every saved checkpoint of a run (see [`crate::algo::bias`]).
+//! `mixpg analyze-bias`: a thin shell over [`crate::analysis::analyze_bias`].
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail, ensure};
-use rand::SeedableRng;
-use rand_pcg::Pcg64Mcg;
+use anyhow::Result;
 
-use crate::algo::bias::{BiasSetup, gradient_bias};
-use crate::algo::schedule::mpg_weights;
-use crate::algo::{Agent, Nets};
-use crate::checkpoint::Checkpoint;
-use crate::config::Config;
-use crate::env::{make_model, task_spec};
-use crate::replay::ReplayBuffer;
-use crate::report::bias::{BiasRow, plot_bias, write_bias_csv};
-use crate::runtime::rundir::checkpoints_newest_first;
+use crate::analysis::{BiasOptions, analyze_bias};
+use crate::report::bias::BiasRow;
 
 /// Arguments of `mixpg analyze-bias`.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,93 +31,13 @@ pub struct BiasArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Measure the bias at every checkpoint of `args.run`; write `bias.csv` and `bias.png`.
-pub fn analyze_bias(args: &BiasArgs) -> Result<Vec<BiasRow>> {
-    ensure!(args.states >= 1, "--states must be at least 1");
-    ensure!(
-        !args.horizons.is_empty(),
-        "--horizons needs at least one value"
-    );
-    ensure!(
-        args.reference_horizon >= 1,
-        "--reference-horizon must be at least 1"
-    );
-    let cfg = Config::load(&args.run.join("config.toml"), &[])?;
-    let mut ckpts = checkpoints_newest_first(&args.run)?;
-    ckpts.reverse();
-    let Some((_, latest)) = ckpts.last() else {
-        bail!(
-            "{} has no checkpoint (train with train.checkpoint_interval set, and \
-             train.keep_checkpoints > 1 to see several training stages)",
-            args.run.display()
-        );
-    };
-    let spec = task_spec(&cfg.task.name)?;
-    let nets = Nets::new(&cfg, &spec);
-    let ck = Checkpoint::load(latest)?;
-    let replay = ReplayBuffer::restore_from(
-        &ck,
-        "replay",
-        cfg.algo.buffer_capacity,
-        spec.obs_dim,
-        spec.act_dim,
-    )
-    .with_context(|| {
-        format!(
-            "{} holds no serial replay buffer (analyze-bias reads serial runs)",
-            latest.display()
-        )
-    })?;
-    ensure!(
-        !replay.is_empty(),
-        "the replay buffer of {} is empty",
-        latest.display()
-    );
-    let states = replay
-        .sample(args.states, &mut Pcg64Mcg::seed_from_u64(args.seed))
-        .obs;
-    let model = make_model(&cfg.task.name, cfg.task.model_mismatch)?;
-    let exact = make_model(&cfg.task.name, false)?;
-    let setup = BiasSetup {
-        nets: &nets,
-        cfg: &cfg,
-        model: model.as_ref(),
-        exact: exact.as_ref(),
-        states: &states,
+/// Run `mixpg analyze-bias`.
+pub fn run(args: &BiasArgs) -> Result<Vec<BiasRow>> {
+    let opts = BiasOptions {
+        horizons: args.horizons.clone(),
+        states: args.states,
         reference_horizon: args.reference_horizon,
         seed: args.seed,
     };
-    let mut agent = Agent::new(&nets, &cfg, &mut Pcg64Mcg::seed_from_u64(0));
-    let mut rows = Vec::new();
-    for (k, dir) in &ckpts {
-        agent.load(&Checkpoint::load(dir)?)?;
-        let (ref_norm, biases) = gradient_bias(&setup, &agent.params, &args.horizons);
-        let a = &cfg.algo;
-        let (w_data, w_model) =
-            mpg_weights(*k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
-        for b in biases {
-            rows.push(BiasRow {
-                iteration: *k,
-                estimator: b.estimator.to_string(),
-                horizon: b.horizon,
-                relative_bias: b.relative_bias,
-                cosine: b.cosine,
-                grad_norm: b.norm,
-                reference_norm: ref_norm,
-                w_data,
-                w_model,
-            });
-        }
-        eprintln!("analyze-bias: checkpoint {k} done");
-    }
-    let out = args.out.clone().unwrap_or_else(|| args.run.clone());
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    write_bias_csv(&out.join("bias.csv"), &rows)?;
-    let shown = if args.horizons.contains(&cfg.algo.horizon) {
-        cfg.algo.horizon
-    } else {
-        *args.horizons.iter().max().expect("horizons is not empty")
-    };
-    plot_bias(&out.join("bias.png"), &rows, shown)?;
-    Ok(rows)
+    analyze_bias(&args.run, &opts, args.out.as_ref().unwrap_or(&args.run))
 }

@@ -263,7 +263,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::run_grid(&args)?.check(),
         Command::Report(args) => bench::report(&args).map(|_| ()),
-        Command::AnalyzeBias(args) => bias::analyze_bias(&args).map(|_| ()),
+        Command::AnalyzeBias(args) => bias::run(&args).map(|_| ()),
     }
 }
 
