@@ -55,7 +55,7 @@ pub fn analyze_bias(run: &Path, opts: &BiasOptions, out: &Path) -> Result<Vec<Bi
         "--reference-horizon must be at least 1"
     );
     let cfg = Config::load(&run.join("config.toml"), &[])?;
-    let mut ckpts = checkpoints_newest_first(&run)?;
+    let mut ckpts = checkpoints_newest_first(run)?;
     ckpts.reverse();
     let Some((_, latest)) = ckpts.last() else {
         bail!(
@@ -122,7 +122,7 @@ pub fn analyze_bias(run: &Path, opts: &BiasOptions, out: &Path) -> Result<Vec<Bi
         }
         eprintln!("analyze-bias: checkpoint {k} done");
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     write_bias_csv(&out.join("bias.csv"), &rows)?;
     let shown = if opts.horizons.contains(&cfg.algo.horizon) {
         cfg.algo.horizon
