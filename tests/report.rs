@@ -490,3 +490,37 @@ fn learning_curves_are_median_and_interquartile_range() {
     assert_eq!(pts.last().unwrap(), &(12000.0, -60.0, -60.0, -60.0));
     fs::remove_dir_all(&root).ok();
 }
+
+/// The digest `mixpg train` prints after a run: last and best returns, and the first evaluation
+/// that reached each goal (the minimum requirement named).
+#[test]
+fn run_digest_names_the_best_return_and_the_goals_reached() {
+    let root = scratch("digest");
+    let csv = progress(&[(0, -500.0), (3000, -25.0), (6000, -40.0)], 1.0, 2.0);
+    write_run(
+        &root,
+        "path_tracking",
+        "mpg_v1",
+        0,
+        Some(&csv),
+        Some(&config("path_tracking", "mpg_v1")),
+    );
+    let runs = mixpg::report::load_runs(&root).unwrap().runs;
+    let digest = mixpg::report::run_digest(&runs[0]);
+    assert!(
+        digest.starts_with(
+            "evaluation return -40.00 at iteration 6000, best -25.00 at iteration 3000"
+        ),
+        "{digest}"
+    );
+    assert!(
+        digest.contains("goal -100: reached at iteration 3000"),
+        "{digest}"
+    );
+    assert!(
+        digest.contains("goal -30 (the task's minimum requirement): reached at iteration 3000"),
+        "{digest}"
+    );
+    assert!(digest.contains("goal -10: not reached"), "{digest}");
+    let _ = fs::remove_dir_all(&root);
+}

@@ -3,7 +3,7 @@
 pub mod bench;
 pub mod bias;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -191,6 +191,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
             eprintln!("run written to {}", args.out.display());
+            show_run(&args.out);
             Ok(())
         }
         Command::Resume(args) => {
@@ -265,6 +266,30 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => bench::report(&args).map(|_| ()),
         Command::AnalyzeBias(args) => bias::run(&args).map(|_| ()),
     }
+}
+
+/// After a run: how it did, and where its curves and policy are (the curves are written to
+/// `RUN/report/`). Nothing here fails the command: a problem is a warning.
+fn show_run(run: &Path) {
+    match crate::report::load_runs(run).map(|l| l.runs) {
+        Ok(runs) if runs.len() == 1 => eprintln!("{}", crate::report::run_digest(&runs[0])),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cannot read the run back: {e:#}"),
+    }
+    let report = run.join("report");
+    match crate::report::write_report(run, &report) {
+        Ok(_) => eprintln!(
+            "curves:  {}  (table: {})",
+            report.join("curves.png").display(),
+            report.join("table1.md").display()
+        ),
+        Err(e) => eprintln!("warning: no curves written: {e:#}"),
+    }
+    eprintln!(
+        "policy:  {}/checkpoints/  (`mixpg eval --run {0}` replays it; in Python, \
+         `mixpg.load_policy(\"{0}\")`)",
+        run.display()
+    );
 }
 
 /// Make Ctrl-C, SIGTERM and SIGHUP set `stop` (the trainer then writes its final row and

@@ -231,6 +231,35 @@ pub fn write_report(runs: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     })
 }
 
+/// One paragraph on a single run for a person: the best evaluation return and, for each of the
+/// task's goals, the first evaluation that reached it (the minimum requirement marked).
+pub fn run_digest(run: &Run) -> String {
+    let Some(&(best_k, best)) = run
+        .evals
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+    else {
+        return "no evaluation yet".to_string();
+    };
+    let (last_k, last) = *run.evals.last().expect("evals is not empty");
+    let mut out = format!(
+        "evaluation return {last:.2} at iteration {last_k}, best {best:.2} at iteration {best_k}"
+    );
+    for &goal in run.task.goals() {
+        let reached = run.evals.iter().find(|(_, r)| *r >= goal).map(|(k, _)| *k);
+        let what = if goal == run.task.min_requirement() {
+            format!("{goal} (the task's minimum requirement)")
+        } else {
+            format!("{goal}")
+        };
+        match reached {
+            Some(k) => out.push_str(&format!("\n  goal {what}: reached at iteration {k}")),
+            None => out.push_str(&format!("\n  goal {what}: not reached")),
+        }
+    }
+    out
+}
+
 /// Result of walking a runs directory.
 #[derive(Debug, Default)]
 pub struct LoadedRuns {
