@@ -221,6 +221,7 @@ fn table_values_by_hand() {
             "MPG-v1",
             "3",
             "**-14.00 ± 34.78**",
+            "-24.00 ± 77.61",
             "**4000 ± 4303**",
             "**7000 ± 4303**",
             "7500 ± 19059 (2/3)",
@@ -228,8 +229,20 @@ fn table_values_by_hand() {
         ]
     );
     let row = cells(&md, "Path tracking", "TD3");
-    assert_eq!(row, ["TD3", "2", "-175.00 ± 317.66", "–", "–", "–", "–"]);
-    assert!(md.contains("| Algorithm | Seeds | Performance | Iterations to -100 | Iterations to -30 | Iterations to -10 | Iterations to -5 |"));
+    assert_eq!(
+        row,
+        [
+            "TD3",
+            "2",
+            "-175.00 ± 317.66",
+            "-250.00 ± 635.31",
+            "–",
+            "–",
+            "–",
+            "–"
+        ]
+    );
+    assert!(md.contains("| Algorithm | Seeds | Performance | Final | Iterations to -100 | Iterations to -30 | Iterations to -10 | Iterations to -5 |"));
     // One seed: mean only, no CI.
     let row = cells(&md, "Inverted pendulum", "SAC");
     assert_eq!(
@@ -238,6 +251,7 @@ fn table_values_by_hand() {
             "SAC",
             "1",
             "**-0.05**",
+            "-0.05",
             "**3000**",
             "**3000**",
             "**6000**",
@@ -250,7 +264,7 @@ fn table_values_by_hand() {
     let csv = fs::read_to_string(out.join("table1.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 7 + 4 * 4);
+    assert_eq!(header.len(), 7 + 4 * 4 + 2);
     assert_eq!(
         &header[..8],
         [
@@ -275,6 +289,9 @@ fn table_values_by_hand() {
     assert_eq!(r[col("reach_3_mean")], "7500");
     assert_eq!(r[col("reach_3_seeds")], "2");
     assert_eq!(r[col("reach_4_ci95")], "");
+    // The final returns -8, -60, -4 (the last evaluation of each seed).
+    assert_eq!(r[col("final_mean")], "-24");
+    assert!((r[col("final_ci95")].parse::<f64>().unwrap() - 77.606_943).abs() < 1e-5);
     let t = rows.iter().find(|r| r[1] == "td3").unwrap();
     assert_eq!((t[col("reach_1_mean")], t[col("reach_1_seeds")]), ("", "0"));
     let sac = rows.iter().find(|r| r[1] == "sac").unwrap();

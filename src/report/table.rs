@@ -10,21 +10,24 @@
 //!   `k` of the `n` seeds reached it, and `–` when no seed did.
 //! * The best value of each column within a task is bold: the highest performance mean; for
 //!   convergence the lowest mean among algorithms whose seeds **all** reached the goal.
+//! * **Final**: the last evaluation return of each seed, mean ± 95% CI (a run that rises and
+//!   falls has a final return far below its performance).
 //!
 //! `table1.md` layout, per task present:
 //!
 //! ```text
 //! ## Path tracking
 //!
-//! | Algorithm | Seeds | Performance | Iterations to -100 | Iterations to -30 | Iterations to -10 | Iterations to -5 |
-//! | --- | ---: | ---: | ---: | ---: | ---: | ---: |
-//! | MPG-v1 | 5 | **-3.73 ± 1.16** | **3000 ± 0** | 9000 ± 4898 | 11000 ± 7483 (4/5) | – |
+//! | Algorithm | Seeds | Performance | Final | Iterations to -100 | Iterations to -30 | Iterations to -10 | Iterations to -5 |
+//! | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+//! | MPG-v1 | 5 | **-3.73 ± 1.16** | -4.10 ± 1.52 | **3000 ± 0** | 9000 ± 4898 | 11000 ± 7483 (4/5) | – |
 //! ```
 //!
 //! `table1.csv`: one row per (task, algorithm), columns
 //! `task,algo,algorithm,n_seeds,perf_mean,perf_ci95,perf_std,` then for `j = 1..=4`
 //! `goal_j,reach_j_mean,reach_j_ci95,reach_j_seeds` (`reach_j_seeds` = number of seeds that
-//! reached goal `j`). Undefined values (CI with fewer than 2 values, goal never reached) are
+//! reached goal `j`), then `final_mean,final_ci95` (the last evaluation return of each seed).
+//! Undefined values (CI with fewer than 2 values, goal never reached) are
 //! empty cells; numbers are written with full precision.
 
 use std::fmt::Write as _;
@@ -65,6 +68,10 @@ pub struct AlgoRow {
     pub best_returns: Vec<f64>,
     /// Mean and 95% CI of `best_returns`.
     pub performance: MeanCi,
+    /// Last evaluation return of each seed.
+    pub final_returns: Vec<f64>,
+    /// Mean and 95% CI of `final_returns`.
+    pub final_return: MeanCi,
     /// One entry per goal of the task.
     pub reach: Vec<GoalReach>,
 }
@@ -97,6 +104,10 @@ pub fn task_table(task: Task, algos: &[(String, Vec<Run>)]) -> TaskTable {
         .iter()
         .map(|(algo, runs)| {
             let best_returns: Vec<f64> = runs.iter().map(|r| best_return(&r.evals)).collect();
+            let final_returns: Vec<f64> = runs
+                .iter()
+                .map(|r| r.evals.last().map_or(f64::NEG_INFINITY, |e| e.1))
+                .collect();
             let reach = goals
                 .iter()
                 .map(|&goal| {
@@ -119,6 +130,8 @@ pub fn task_table(task: Task, algos: &[(String, Vec<Run>)]) -> TaskTable {
                 seeds: runs.iter().map(|r| r.seed.clone()).collect(),
                 performance: mean_ci(&best_returns),
                 best_returns,
+                final_return: mean_ci(&final_returns),
+                final_returns,
                 reach,
             }
         })
@@ -179,13 +192,13 @@ pub fn render_markdown(
     for t in tables {
         let _ = write!(
             md,
-            "\n## {}\n\n| Algorithm | Seeds | Performance |",
+            "\n## {}\n\n| Algorithm | Seeds | Performance | Final |",
             t.task.display_name()
         );
         for g in &t.goals {
             let _ = write!(md, " Iterations to {} |", fmt_goal(*g));
         }
-        md.push_str("\n| --- | ---: | ---: |");
+        md.push_str("\n| --- | ---: | ---: | ---: |");
         for _ in &t.goals {
             md.push_str(" ---: |");
         }
@@ -209,10 +222,11 @@ pub fn render_markdown(
             let n = r.seeds.len();
             let _ = write!(
                 md,
-                "| {} | {} | {} |",
+                "| {} | {} | {} | {} |",
                 r.display,
                 n,
-                bold(fmt_perf(&r.performance), r.performance.mean == best_perf)
+                bold(fmt_perf(&r.performance), r.performance.mean == best_perf),
+                fmt_perf(&r.final_return)
             );
             for (j, g) in r.reach.iter().enumerate() {
                 let is_best = g.reached == n && best_reach[j] == Some(g.stats.mean);
@@ -261,7 +275,7 @@ pub fn render_csv(tables: &[TaskTable]) -> String {
             ",goal_{j},reach_{j}_mean,reach_{j}_ci95,reach_{j}_seeds"
         );
     }
-    csv.push('\n');
+    csv.push_str(",final_mean,final_ci95\n");
     for t in tables {
         for r in &t.rows {
             let _ = write!(
@@ -290,7 +304,7 @@ pub fn render_csv(tables: &[TaskTable]) -> String {
                     None => csv.push_str(",,,,"),
                 }
             }
-            csv.push('\n');
+            let _ = writeln!(csv, ",{},{}", r.final_return.mean, opt(r.final_return.ci95));
         }
     }
     csv
