@@ -294,3 +294,55 @@ fn fused_vjps_match_central_finite_differences() {
         }
     }
 }
+
+/// `noise_mean` is the mean of `draw_noise`'s values, and `algo::model_error` is the RMS error
+/// of the expected step (noise at that mean): 0 on next observations made by that step, δ after
+/// adding δ to every coordinate.
+#[test]
+fn model_error_measures_the_expected_step_against_the_next_observations() {
+    for case in cases() {
+        let model = case.model.as_ref();
+        let mut rng = Pcg64Mcg::seed_from_u64(3);
+        let mut noise = Vec::new();
+        model.draw_noise(20_000, &mut rng, &mut noise);
+        match model.noise_mean() {
+            None => assert!(noise.is_empty(), "{}", case.name),
+            Some(m) => {
+                let mean = noise.iter().map(|&x| x as f64).sum::<f64>() / noise.len() as f64;
+                assert!(
+                    (mean - m as f64).abs() < 0.02,
+                    "{}: {mean} vs {m}",
+                    case.name
+                );
+            }
+        }
+        let x = inputs(&case, BATCH, 5);
+        let spec = model.spec();
+        let expected = model.noise_mean().map_or(Vec::new(), |m| vec![m; BATCH]);
+        let mut next = vec![0.0; BATCH * spec.obs_dim];
+        let mut reward = vec![0.0; BATCH];
+        let mut tape = ModelTape::default();
+        model.step_host(
+            &x.state,
+            &x.action,
+            &expected,
+            &mut next,
+            &mut reward,
+            &mut tape,
+        );
+        let mut batch = mixpg::replay::HostBatch {
+            len: BATCH,
+            obs: x.state.clone(),
+            act: x.action.clone(),
+            rew: reward,
+            next_obs: next,
+            terminated: vec![0.0; BATCH],
+            truncated: vec![0.0; BATCH],
+        };
+        let e0 = mixpg::algo::model_error(model, &batch);
+        assert!(e0 < 1e-6, "{}: {e0}", case.name);
+        batch.next_obs.iter_mut().for_each(|v| *v += 0.25);
+        let e1 = mixpg::algo::model_error(model, &batch);
+        assert!((e1 - 0.25).abs() < 1e-3, "{}: {e1}", case.name);
+    }
+}

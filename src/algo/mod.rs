@@ -26,7 +26,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{AlgoName, Config, ValueTarget};
-use crate::env::{Env, PriorModel, TaskSpec};
+use crate::env::{Env, ModelTape, PriorModel, TaskSpec};
 use crate::nn::{
     self, Adam, DetPolicy, GaussianPolicy, Kernels, ParamSet, QNet, device, plain_device, tensor2,
 };
@@ -215,6 +215,10 @@ pub struct GradStats {
     pub q_grad_norm: f64,
     /// Global norm of the policy gradient before clipping, when it was computed.
     pub pi_grad_norm: Option<f64>,
+    /// Root-mean-square error of the prior model's expected one-step prediction (noise at its
+    /// mean) of the batch's next observations (a drift of the replayed states away from where the model is
+    /// accurate shows here first).
+    pub model_error: f64,
 }
 
 impl Grads {
@@ -467,6 +471,7 @@ impl Learner {
             .map_or(n1, |g2| 0.5 * (n1 + nn::global_norm(g2) as f64));
         let b = &tb.batch;
         let terminated_frac = b.terminated.iter().sum::<f32>() as f64 / b.len.max(1) as f64;
+        let model_error = model_error(self.model.as_ref(), &tb.batch);
         let mut grads = Grads {
             q1: g1,
             q2,
@@ -474,6 +479,7 @@ impl Learner {
                 q_loss: l2.map_or(l1, |l2| 0.5 * (l1 + l2)),
                 terminated_frac,
                 q_grad_norm,
+                model_error,
                 ..Default::default()
             },
             ..Default::default()
@@ -487,6 +493,32 @@ impl Learner {
         }
         grads
     }
+}
+
+/// Root-mean-square error of `model`'s expected one-step prediction (noise at its mean) of
+/// `batch`'s next observations, over every row and observation coordinate.
+pub fn model_error(model: &dyn PriorModel, batch: &HostBatch) -> f64 {
+    let n = batch.len;
+    if n == 0 {
+        return 0.0;
+    }
+    let noise = model.noise_mean().map_or(Vec::new(), |m| vec![m; n]);
+    let mut next = vec![0.0; batch.next_obs.len()];
+    let mut reward = vec![0.0; n];
+    model.step_host(
+        &batch.obs,
+        &batch.act,
+        &noise,
+        &mut next,
+        &mut reward,
+        &mut ModelTape::default(),
+    );
+    let sq: f64 = next
+        .iter()
+        .zip(&batch.next_obs)
+        .map(|(m, t)| ((m - t) as f64).powi(2))
+        .sum();
+    (sq / next.len() as f64).sqrt()
 }
 
 /// `action` clipped to the task's bounds per dimension (differentiable inside them): what the

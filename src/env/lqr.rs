@@ -183,6 +183,9 @@ impl PriorModel for LqrModel {
     fn draw_noise(&self, _batch: usize, _rng: &mut Pcg64Mcg, noise: &mut Vec<f32>) {
         noise.clear();
     }
+    fn noise_mean(&self) -> Option<f32> {
+        None
+    }
     fn step_host(
         &self,
         state: &[f32],

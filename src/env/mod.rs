@@ -195,6 +195,9 @@ pub trait PriorModel: Send + Sync {
     /// Draw the noise of one step on `batch` rows from `rng`, exactly the draws (and order)
     /// [`PriorModel::step`] makes: one value per row, or none (empty) for a deterministic model.
     fn draw_noise(&self, batch: usize, rng: &mut Pcg64Mcg, noise: &mut Vec<f32>);
+    /// The mean of one value of [`PriorModel::draw_noise`] (its expected step), or `None` for a
+    /// deterministic model.
+    fn noise_mean(&self) -> Option<f32>;
     /// Host step on row-major `state` `[batch, obs_dim]` and `action` `[batch, act_dim]` with the
     /// `noise` of [`PriorModel::draw_noise`]: writes `next` `[batch, obs_dim]` and `reward`
     /// `[batch]` and saves what [`PriorModel::step_vjp`] needs in `tape`.

@@ -994,6 +994,10 @@ impl PriorModel for PathTrackingModel {
         }
     }
 
+    fn noise_mean(&self) -> Option<f32> {
+        self.cfg.noise.then_some(NOISE_MEAN)
+    }
+
     fn step_host(
         &self,
         state: &[f32],

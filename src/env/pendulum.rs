@@ -694,6 +694,10 @@ impl PriorModel for PendulumModel {
         }
     }
 
+    fn noise_mean(&self) -> Option<f32> {
+        self.config.noise.then_some(self.config.noise_mean)
+    }
+
     fn step_host(
         &self,
         state: &[f32],

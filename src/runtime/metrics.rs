@@ -21,6 +21,8 @@ pub(super) struct Accum {
     pub(super) q_grad_norm: (f64, u64),
     #[serde(default)]
     pub(super) pi_grad_norm: (f64, u64),
+    #[serde(default)]
+    pub(super) model_error: (f64, u64),
 }
 
 impl Accum {
@@ -38,6 +40,7 @@ impl Accum {
         if let Some(g) = s.pi_grad_norm {
             push(&mut self.pi_grad_norm, g);
         }
+        push(&mut self.model_error, s.model_error);
     }
 
     /// A progress row from these means (taken since the previous row); the caller fills in
@@ -68,6 +71,7 @@ impl Accum {
             terminated_frac: mean(self.terminated_frac),
             q_grad_norm: mean(self.q_grad_norm),
             pi_grad_norm: mean(self.pi_grad_norm),
+            model_error: mean(self.model_error),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::evaluator::EvalResult;
 use crate::checkpoint::write_atomic;
 
 /// The columns of `progress.csv`, in order.
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 17] = [
     "iteration",
     "wall_s",
     "env_steps",
@@ -29,6 +29,7 @@ pub const COLUMNS: [&str; 16] = [
     "terminated_frac",
     "q_grad_norm",
     "pi_grad_norm",
+    "model_error",
 ];
 
 /// One row; `None` cells are written empty.
@@ -66,6 +67,9 @@ pub struct Row {
     pub q_grad_norm: Option<f64>,
     /// Mean global norm of the policy gradient before clipping since the previous row.
     pub pi_grad_norm: Option<f64>,
+    /// Mean RMS error of the prior model's one-step prediction on the replayed batches since
+    /// the previous row.
+    pub model_error: Option<f64>,
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -92,6 +96,7 @@ impl Row {
             cell(self.terminated_frac),
             cell(self.q_grad_norm),
             cell(self.pi_grad_norm),
+            cell(self.model_error),
         ]
         .join(",")
     }
