@@ -272,7 +272,14 @@ fn gradient_stats_report_terminations_and_unclipped_norms() {
 #[test]
 fn progress_appends_the_diagnostics_columns() {
     let dir = tempdir("diagnostics");
-    let cfg = lqr_config("td3", &["train.iterations=20", "train.eval_interval=10"]);
+    let cfg = lqr_config(
+        "td3",
+        &[
+            "train.iterations=20",
+            "train.eval_interval=10",
+            "task.model_mismatch=true",
+        ],
+    );
     Trainer::new(cfg, &dir).unwrap().quiet().run().unwrap();
     let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
@@ -283,8 +290,13 @@ fn progress_appends_the_diagnostics_columns() {
         ["iteration", "wall_s", "env_steps", "eval_return_mean"]
     );
     assert_eq!(
-        header[header.len() - 3..],
-        ["terminated_frac", "q_grad_norm", "pi_grad_norm"]
+        header[header.len() - 4..],
+        [
+            "terminated_frac",
+            "q_grad_norm",
+            "pi_grad_norm",
+            "model_error"
+        ]
     );
     let last: Vec<&str> = lines.last().unwrap().split(',').collect();
     let value = |c: &str| -> f64 {
@@ -293,4 +305,5 @@ fn progress_appends_the_diagnostics_columns() {
     };
     assert_eq!(value("terminated_frac"), 0.0, "LQR never terminates");
     assert!(value("q_grad_norm") > 0.0 && value("pi_grad_norm") > 0.0);
+    assert!(value("model_error") > 0.0, "the mismatched LQR model errs");
 }
