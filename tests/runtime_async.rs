@@ -121,13 +121,14 @@ fn more_learners_than_cores_does_not_deadlock() {
 
 #[test]
 fn panicking_learner_is_restarted() {
-    // Long enough that learner #1 reaches its faulty step before learner #0 alone finishes
-    // the run (with the fused kernels 60 iterations take ~0.1 s, less than a worker's start).
+    // One learner, so the run cannot finish without it reaching its faulty step (with two,
+    // the other could finish the run alone on a loaded machine before this one starts).
     let dir = tempdir("restart");
     let c = cfg(&[
         "train.iterations=600",
+        "runtime.learners=1",
         "runtime.on_panic=\"restart\"",
-        "runtime.inject_panic=\"learner:1:2\"",
+        "runtime.inject_panic=\"learner:0:2\"",
     ]);
     let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
     let (r, t) = run_bounded(t, Duration::from_secs(60));
@@ -135,7 +136,7 @@ fn panicking_learner_is_restarted() {
     assert_eq!(t.iteration(), 600);
     assert_eq!(s.restarts, 1, "faults: {:?}", s.faults);
     assert!(
-        s.faults[0].contains("learner #1") && s.faults[0].contains("panicked"),
+        s.faults[0].contains("learner #0") && s.faults[0].contains("panicked"),
         "{:?}",
         s.faults
     );
