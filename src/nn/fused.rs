@@ -1,7 +1,7 @@
 //! Hand-written forward and backward passes of the networks on the host, on top of the `gemm`
 //! crate: the fast path selected by `network.kernels = "fused"`.
 //!
-//! Each layer is one GEMM into a buffer pre-filled with the bias, with ELU applied in place;
+//! Each layer is one GEMM followed by one pass that adds the bias and applies ELU in place;
 //! the backward pass of ELU reads the saved output (`ELU'(x) = out + 1` for `x < 0`). All
 //! activations live in a reusable tape ([`MlpTape`], [`GaussianTape`]), so after the first call
 //! with a given batch size no pass allocates. Parameters are read straight from
@@ -104,35 +104,85 @@ fn exp_nonpositive(x: f32) -> f32 {
     y * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
-/// ELU in place, on 8-wide AVX2 vectors when the CPU has them (same results: Rust never
-/// contracts into FMAs).
-fn elu_inplace(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was just detected.
-        return unsafe { elu_avx2(x) };
+/// Defines `fn $name` whose body is compiled three times (for AVX-512, for AVX2 and portable)
+/// and runs the widest version the CPU has. All three give the same results: the body is plain
+/// Rust, which the compiler never contracts into FMAs.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    portable($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F was just detected.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was just detected.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            portable($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// Adds the bias `b` to every row of `x` and, when `elu`, applies ELU, in one pass.
+    fn bias_act_inplace(x: &mut [f32], b: &[f32], elu: bool) {
+        for row in x.chunks_exact_mut(b.len()) {
+            if elu {
+                for (v, c) in row.iter_mut().zip(b) {
+                    let y = *v + c;
+                    let e = exp_nonpositive(y.min(0.0)) - 1.0;
+                    *v = if y > 0.0 { y } else { e };
+                }
+            } else {
+                row.iter_mut().zip(b).for_each(|(v, c)| *v += c);
+            }
+        }
     }
-    elu_portable(x)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn elu_avx2(x: &mut [f32]) {
-    elu_portable(x)
+multiversion! {
+    /// ELU backward in place from the saved outputs `y`: `d ← d·ELU'`, with
+    /// `ELU'(x) = 1` for `x > 0` and `y + 1` otherwise.
+    fn elu_backward_inplace(d: &mut [f32], y: &[f32]) {
+        for (d, y) in d.iter_mut().zip(y) {
+            let slope = if *y > 0.0 { 1.0 } else { y + 1.0 };
+            *d *= slope;
+        }
+    }
 }
 
-#[inline(always)]
-fn elu_portable(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        let e = exp_nonpositive(v.min(0.0)) - 1.0;
-        *v = if *v > 0.0 { *v } else { e };
+multiversion! {
+    /// Adds the column sums of `g` (rows of `db.len()`) into `db`: a bias gradient.
+    fn add_column_sums(db: &mut [f32], g: &[f32]) {
+        for row in g.chunks_exact(db.len()) {
+            db.iter_mut().zip(row).for_each(|(d, x)| *d += x);
+        }
     }
 }
 
 /// Scratch buffers of a backward pass.
 #[derive(Default)]
 struct Scratch {
+    /// The gradient w.r.t. the network's output, set by the caller.
     grad: Vec<f32>,
+    /// `hidden[l]`: the gradient w.r.t. hidden layer `l`'s output. One buffer per layer, so
+    /// each keeps its size between calls and is never re-filled.
+    hidden: Vec<Vec<f32>>,
+    /// The gradient w.r.t. the scaled input.
     next: Vec<f32>,
     input: Vec<f32>,
 }
@@ -193,13 +243,8 @@ impl Mlp {
             out.resize(batch * o, 0.0);
             let (w, b) = (&params[2 * l], &params[2 * l + 1]);
             assert_eq!((w.len(), b.len()), (i * o, o), "MLP parameter shape");
-            for row in out.chunks_exact_mut(o) {
-                row.copy_from_slice(b);
-            }
-            matmul(batch, o, i, out, inp, [i, 1], w, [o, 1], true);
-            if l + 1 < layers {
-                elu_inplace(out);
-            }
+            matmul(batch, o, i, out, inp, [i, 1], w, [o, 1], false);
+            bias_act_inplace(out, b, l + 1 < layers);
         }
     }
 
@@ -217,7 +262,7 @@ impl Mlp {
         &tape.layers[self.n_layers() - 1]
     }
 
-    /// Backward from `d_out` `[batch, out]` given in `s.grad`.
+    /// Backward from the output gradient `[batch, out]` given in `s.grad`.
     fn backward_tape(
         &self,
         params: &[Vec<f32>],
@@ -228,6 +273,10 @@ impl Mlp {
     ) {
         let batch = tape.batch;
         let layers = self.n_layers();
+        let Scratch {
+            grad, hidden, next, ..
+        } = s;
+        hidden.resize_with(layers, Vec::new);
         for l in (0..layers).rev() {
             let (i, o) = (self.sizes[l], self.sizes[l + 1]);
             let inp: &[f32] = if l == 0 {
@@ -235,6 +284,8 @@ impl Mlp {
             } else {
                 &tape.layers[l - 1]
             };
+            let (below, at) = hidden.split_at_mut(l);
+            let d_out: &[f32] = if l + 1 == layers { grad } else { &at[0] };
             if let Some(dp) = d_params.as_deref_mut() {
                 matmul(
                     i,
@@ -243,44 +294,29 @@ impl Mlp {
                     &mut dp[2 * l],
                     inp,
                     [1, i],
-                    &s.grad,
+                    d_out,
                     [o, 1],
                     true,
                 );
-                let db = &mut dp[2 * l + 1];
-                for row in s.grad.chunks_exact(o) {
-                    db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-                }
+                add_column_sums(&mut dp[2 * l + 1], d_out);
             }
             if l == 0 && d_x.is_none() {
                 return;
             }
-            s.next.resize(batch * i, 0.0);
-            matmul(
-                batch,
-                i,
-                o,
-                &mut s.next,
-                &s.grad,
-                [o, 1],
-                &params[2 * l],
-                [1, o],
-                false,
-            );
+            let d_in = if l > 0 { &mut below[l - 1] } else { &mut *next };
+            d_in.resize(batch * i, 0.0);
+            let w = &params[2 * l];
+            matmul(batch, i, o, d_in, d_out, [o, 1], w, [1, o], false);
             if l > 0 {
-                for (d, y) in s.next.iter_mut().zip(inp) {
-                    let slope = if *y > 0.0 { 1.0 } else { y + 1.0 };
-                    *d *= slope;
-                }
-                std::mem::swap(&mut s.grad, &mut s.next);
+                elu_backward_inplace(d_in, inp);
             }
         }
         if let Some(dx) = d_x {
-            assert_eq!(dx.len(), s.next.len(), "MLP input gradient size");
+            assert_eq!(dx.len(), next.len(), "MLP input gradient size");
             let scale = &self.in_scale_host;
             for (dst, src) in dx
                 .chunks_exact_mut(scale.len())
-                .zip(s.next.chunks_exact(scale.len()))
+                .zip(next.chunks_exact(scale.len()))
             {
                 for ((d, g), c) in dst.iter_mut().zip(src).zip(scale) {
                     *d = g * c;
