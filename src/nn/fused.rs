@@ -174,9 +174,10 @@ multiversion! {
     }
 }
 
-/// Scratch buffers of a backward pass.
+/// Scratch buffers of a backward pass. Every tape has its own; a caller running many tapes'
+/// backward passes in turn (BPTT) shares one, which stays in cache.
 #[derive(Default)]
-struct Scratch {
+pub struct Scratch {
     /// The gradient w.r.t. the network's output, set by the caller.
     grad: Vec<f32>,
     /// `hidden[l]`: the gradient w.r.t. hidden layer `l`'s output. One buffer per layer, so
@@ -185,6 +186,29 @@ struct Scratch {
     /// The gradient w.r.t. the scaled input.
     next: Vec<f32>,
     input: Vec<f32>,
+    /// Transposed copies of the weights (`[out, in]`), when set by [`Scratch::transpose`]:
+    /// the input-gradient GEMMs then read them in the layout that packs fastest.
+    weights_t: Vec<Vec<f32>>,
+}
+
+impl Scratch {
+    /// Keeps transposed copies of the weights in `params` of `mlp` for the backward passes
+    /// run with this scratch, until the next call; the caller calls it again whenever the
+    /// parameters change (BPTT: once per gradient, for its H + 1 backward passes).
+    pub fn transpose(&mut self, mlp: &Mlp, params: &[Vec<f32>]) {
+        let layers = mlp.n_layers();
+        self.weights_t.resize_with(layers, Vec::new);
+        for (l, wt) in self.weights_t.iter_mut().enumerate() {
+            let (i, o) = (mlp.sizes[l], mlp.sizes[l + 1]);
+            let w = &params[2 * l];
+            wt.resize(i * o, 0.0);
+            for (r, row) in w.chunks_exact(o).enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    wt[c * i + r] = *v;
+                }
+            }
+        }
+    }
 }
 
 /// Saved activations of one forward pass; reused between calls.
@@ -274,7 +298,11 @@ impl Mlp {
         let batch = tape.batch;
         let layers = self.n_layers();
         let Scratch {
-            grad, hidden, next, ..
+            grad,
+            hidden,
+            next,
+            weights_t,
+            ..
         } = s;
         hidden.resize_with(layers, Vec::new);
         for l in (0..layers).rev() {
@@ -305,8 +333,20 @@ impl Mlp {
             }
             let d_in = if l > 0 { &mut below[l - 1] } else { &mut *next };
             d_in.resize(batch * i, 0.0);
-            let w = &params[2 * l];
-            matmul(batch, i, o, d_in, d_out, [o, 1], w, [1, o], false);
+            match weights_t.get(l) {
+                Some(wt) => matmul(batch, i, o, d_in, d_out, [o, 1], wt, [i, 1], false),
+                None => matmul(
+                    batch,
+                    i,
+                    o,
+                    d_in,
+                    d_out,
+                    [o, 1],
+                    &params[2 * l],
+                    [1, o],
+                    false,
+                ),
+            }
             if l > 0 {
                 elu_backward_inplace(d_in, inp);
             }
@@ -382,8 +422,21 @@ impl DetPolicy {
         d_params: Option<&mut [Vec<f32>]>,
         d_obs: Option<&mut [f32]>,
     ) {
-        assert_eq!(d_act.len(), tape.tanh.len(), "policy action gradient");
         let mut s = tape.scratch.borrow_mut();
+        self.backward_host_in(&mut s, params, tape, d_act, d_params, d_obs);
+    }
+
+    /// [`Self::backward_host`] with the scratch buffers `s` instead of the tape's own.
+    pub fn backward_host_in(
+        &self,
+        s: &mut Scratch,
+        params: &[Vec<f32>],
+        tape: &MlpTape,
+        d_act: &[f32],
+        d_params: Option<&mut [Vec<f32>]>,
+        d_obs: Option<&mut [f32]>,
+    ) {
+        assert_eq!(d_act.len(), tape.tanh.len(), "policy action gradient");
         let d = self.high_host.len();
         s.grad.clear();
         s.grad.extend(
@@ -393,8 +446,7 @@ impl DetPolicy {
                 .enumerate()
                 .map(|(i, (g, t))| g * self.high_host[i % d] * (1.0 - t * t)),
         );
-        self.mlp
-            .backward_tape(params, tape, &mut s, d_params, d_obs);
+        self.mlp.backward_tape(params, tape, s, d_params, d_obs);
     }
 }
 
