@@ -202,9 +202,15 @@ impl Scratch {
             let (i, o) = (mlp.sizes[l], mlp.sizes[l + 1]);
             let w = &params[2 * l];
             wt.resize(i * o, 0.0);
-            for (r, row) in w.chunks_exact(o).enumerate() {
-                for (c, v) in row.iter().enumerate() {
-                    wt[c * i + r] = *v;
+            // In 16×16 tiles, so both the reads and the writes stay within a few cache lines.
+            const TILE: usize = 16;
+            for r0 in (0..i).step_by(TILE) {
+                for c0 in (0..o).step_by(TILE) {
+                    for r in r0..(r0 + TILE).min(i) {
+                        for c in c0..(c0 + TILE).min(o) {
+                            wt[c * i + r] = w[r * o + c];
+                        }
+                    }
                 }
             }
         }
