@@ -1,6 +1,7 @@
 //! Update-step benchmarks at batch 256 with 2×256 ELU networks on path tracking, on one thread:
 //! critic update, data-driven actor update, H=25 BPTT actor update (n-step ADP / MPG's model
-//! part; also on the pendulum, `bptt_h25_pendulum`), with the default fused kernels
+//! part; also on the pendulum, `bptt_h25_pendulum`; both also with eq. (6)'s `first_action`
+//! reading, `…_first_action`, where only `a_0` carries `∇θ`), with the default fused kernels
 //! (`update_b256/…`) and with burn autodiff (`update_b256_autodiff/…`); the two BPTT updates on
 //! a two-thread pool (`update_b256_2threads/…`, `update_b256_2threads_autodiff/…`); and the ELU
 //! activation (ours vs burn's) forward+backward.
@@ -89,7 +90,52 @@ fn update_group(c: &mut Criterion, group: &str, kernels: &str, pool: &ThreadPool
     ] {
         actor_bench(&mut g, name, [task, file, algo, kernels], pool, &mut rng);
     }
+    for (name, task) in [
+        ("bptt_h25_first_action", "path_tracking"),
+        ("bptt_h25_pendulum_first_action", "pendulum"),
+    ] {
+        first_action_bench(&mut g, name, [task, kernels], pool, &mut rng);
+    }
     g.finish();
+}
+
+/// One H = 25 BPTT actor update (model-return gradient + Adam step) on `task` with eq. (6)'s
+/// `first_action` reading (only `a_0 = π_θ(s_0)` carries `∇θ`, as MPG's reference code) and
+/// `network.kernels = kernels` at batch 256, on `pool`.
+fn first_action_bench(
+    g: &mut BenchmarkGroup<WallTime>,
+    name: &str,
+    [task, kernels]: [&str; 2],
+    pool: &ThreadPool,
+    rng: &mut Pcg64Mcg,
+) {
+    let cfg = config(task, "nadp", "nadp", kernels);
+    let spec = task_spec(task).unwrap();
+    let model = make_model(task, cfg.task.model_mismatch).unwrap();
+    let nets = Nets::new(&cfg, &spec);
+    let mut agent = Agent::new(&nets, &cfg, rng);
+    let obs: Vec<f32> = (0..256 * spec.obs_dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let workspace = bptt::Workspace::default();
+    g.bench_function(name, |bench| {
+        bench.iter(|| {
+            pool.install(|| {
+                let ctx = PolicyCtx {
+                    nets: &nets,
+                    cfg: &cfg,
+                    p: &agent.params,
+                    model: model.as_ref(),
+                    bptt: &workspace,
+                };
+                let (grads, _) = match kernels {
+                    "fused" => bptt::model_return_grad(ctx, &obs, false, 1.0, rng),
+                    _ => policy::model_return_grad_autodiff(ctx, &obs, false, 1.0, rng),
+                };
+                agent.pi_adam.apply(&mut agent.params.pi, &grads);
+            })
+        })
+    });
 }
 
 /// One actor update (policy gradient + Adam step) of `algo` (config `file`) on `task` with

@@ -24,6 +24,7 @@ use super::PolicyNet;
 use super::policy::PolicyCtx;
 use crate::env::ModelTape;
 use crate::nn::MlpTape;
+use crate::nn::fused::Scratch;
 
 /// Parts the batch is split into when the current rayon pool has more than one thread.
 const PARTS: usize = 2;
@@ -54,6 +55,8 @@ struct Part {
     model_tapes: Vec<ModelTape>,
     /// Q1 activations at `(s_H, a_H)`.
     q_tape: MlpTape,
+    /// The policy's backward buffers, shared by all steps (so they stay in cache).
+    pi_scratch: Scratch,
     d_state: Vec<f32>,
     d_state_prev: Vec<f32>,
     d_obs: Vec<f32>,
@@ -227,6 +230,7 @@ impl Rollout<'_> {
         w.d_action.resize(rows * a, 0.0);
         w.d_obs.resize(rows * o, 0.0);
         w.d_state_prev.resize(rows * o, 0.0);
+        w.pi_scratch.transpose(&pol.mlp, pi);
         nets.q.backward_host(
             q1,
             &w.q_tape,
@@ -251,7 +255,8 @@ impl Rollout<'_> {
             // s_0 is data: its gradient is not needed.
             let d_obs = (t > 0).then_some(&mut w.d_obs[..]);
             let d_params = tracked(t).then_some(&mut w.grads[..]);
-            pol.backward_host(pi, &w.pi_tapes[t], &w.d_action, d_params, d_obs);
+            let tape = &w.pi_tapes[t];
+            pol.backward_host_in(&mut w.pi_scratch, pi, tape, &w.d_action, d_params, d_obs);
             if t > 0 {
                 w.d_state
                     .iter_mut()

@@ -1,7 +1,7 @@
 //! Hand-written forward and backward passes of the networks on the host, on top of the `gemm`
 //! crate: the fast path selected by `network.kernels = "fused"`.
 //!
-//! Each layer is one GEMM into a buffer pre-filled with the bias, with ELU applied in place;
+//! Each layer is one GEMM followed by one pass that adds the bias and applies ELU in place;
 //! the backward pass of ELU reads the saved output (`ELU'(x) = out + 1` for `x < 0`). All
 //! activations live in a reusable tape ([`MlpTape`], [`GaussianTape`]), so after the first call
 //! with a given batch size no pass allocates. Parameters are read straight from
@@ -104,37 +104,117 @@ fn exp_nonpositive(x: f32) -> f32 {
     y * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
-/// ELU in place, on 8-wide AVX2 vectors when the CPU has them (same results: Rust never
-/// contracts into FMAs).
-fn elu_inplace(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was just detected.
-        return unsafe { elu_avx2(x) };
+/// Defines `fn $name` whose body is compiled three times (for AVX-512, for AVX2 and portable)
+/// and runs the widest version the CPU has. All three give the same results: the body is plain
+/// Rust, which the compiler never contracts into FMAs.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    portable($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F was just detected.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was just detected.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            portable($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// Adds the bias `b` to every row of `x` and, when `elu`, applies ELU, in one pass.
+    fn bias_act_inplace(x: &mut [f32], b: &[f32], elu: bool) {
+        for row in x.chunks_exact_mut(b.len()) {
+            if elu {
+                for (v, c) in row.iter_mut().zip(b) {
+                    let y = *v + c;
+                    let e = exp_nonpositive(y.min(0.0)) - 1.0;
+                    *v = if y > 0.0 { y } else { e };
+                }
+            } else {
+                row.iter_mut().zip(b).for_each(|(v, c)| *v += c);
+            }
+        }
     }
-    elu_portable(x)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn elu_avx2(x: &mut [f32]) {
-    elu_portable(x)
-}
-
-#[inline(always)]
-fn elu_portable(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        let e = exp_nonpositive(v.min(0.0)) - 1.0;
-        *v = if *v > 0.0 { *v } else { e };
+multiversion! {
+    /// ELU backward in place from the saved outputs `y`: `d ← d·ELU'`, with
+    /// `ELU'(x) = 1` for `x > 0` and `y + 1` otherwise.
+    fn elu_backward_inplace(d: &mut [f32], y: &[f32]) {
+        for (d, y) in d.iter_mut().zip(y) {
+            let slope = if *y > 0.0 { 1.0 } else { y + 1.0 };
+            *d *= slope;
+        }
     }
 }
 
-/// Scratch buffers of a backward pass.
+multiversion! {
+    /// Adds the column sums of `g` (rows of `db.len()`) into `db`: a bias gradient.
+    fn add_column_sums(db: &mut [f32], g: &[f32]) {
+        for row in g.chunks_exact(db.len()) {
+            db.iter_mut().zip(row).for_each(|(d, x)| *d += x);
+        }
+    }
+}
+
+/// Scratch buffers of a backward pass. Every tape has its own; a caller running many tapes'
+/// backward passes in turn (BPTT) shares one, which stays in cache.
 #[derive(Default)]
-struct Scratch {
+pub struct Scratch {
+    /// The gradient w.r.t. the network's output, set by the caller.
     grad: Vec<f32>,
+    /// `hidden[l]`: the gradient w.r.t. hidden layer `l`'s output. One buffer per layer, so
+    /// each keeps its size between calls and is never re-filled.
+    hidden: Vec<Vec<f32>>,
+    /// The gradient w.r.t. the scaled input.
     next: Vec<f32>,
     input: Vec<f32>,
+    /// Transposed copies of the weights (`[out, in]`), when set by [`Scratch::transpose`]:
+    /// the input-gradient GEMMs then read them in the layout that packs fastest.
+    weights_t: Vec<Vec<f32>>,
+}
+
+impl Scratch {
+    /// Keeps transposed copies of the weights in `params` of `mlp` for the backward passes
+    /// run with this scratch, until the next call; the caller calls it again whenever the
+    /// parameters change (BPTT: once per gradient, for its H + 1 backward passes).
+    pub fn transpose(&mut self, mlp: &Mlp, params: &[Vec<f32>]) {
+        let layers = mlp.n_layers();
+        self.weights_t.resize_with(layers, Vec::new);
+        for (l, wt) in self.weights_t.iter_mut().enumerate() {
+            let (i, o) = (mlp.sizes[l], mlp.sizes[l + 1]);
+            let w = &params[2 * l];
+            wt.resize(i * o, 0.0);
+            // In 16×16 tiles, so both the reads and the writes stay within a few cache lines.
+            const TILE: usize = 16;
+            for r0 in (0..i).step_by(TILE) {
+                for c0 in (0..o).step_by(TILE) {
+                    for r in r0..(r0 + TILE).min(i) {
+                        for c in c0..(c0 + TILE).min(o) {
+                            wt[c * i + r] = w[r * o + c];
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Saved activations of one forward pass; reused between calls.
@@ -193,13 +273,8 @@ impl Mlp {
             out.resize(batch * o, 0.0);
             let (w, b) = (&params[2 * l], &params[2 * l + 1]);
             assert_eq!((w.len(), b.len()), (i * o, o), "MLP parameter shape");
-            for row in out.chunks_exact_mut(o) {
-                row.copy_from_slice(b);
-            }
-            matmul(batch, o, i, out, inp, [i, 1], w, [o, 1], true);
-            if l + 1 < layers {
-                elu_inplace(out);
-            }
+            matmul(batch, o, i, out, inp, [i, 1], w, [o, 1], false);
+            bias_act_inplace(out, b, l + 1 < layers);
         }
     }
 
@@ -217,7 +292,7 @@ impl Mlp {
         &tape.layers[self.n_layers() - 1]
     }
 
-    /// Backward from `d_out` `[batch, out]` given in `s.grad`.
+    /// Backward from the output gradient `[batch, out]` given in `s.grad`.
     fn backward_tape(
         &self,
         params: &[Vec<f32>],
@@ -228,6 +303,14 @@ impl Mlp {
     ) {
         let batch = tape.batch;
         let layers = self.n_layers();
+        let Scratch {
+            grad,
+            hidden,
+            next,
+            weights_t,
+            ..
+        } = s;
+        hidden.resize_with(layers, Vec::new);
         for l in (0..layers).rev() {
             let (i, o) = (self.sizes[l], self.sizes[l + 1]);
             let inp: &[f32] = if l == 0 {
@@ -235,6 +318,8 @@ impl Mlp {
             } else {
                 &tape.layers[l - 1]
             };
+            let (below, at) = hidden.split_at_mut(l);
+            let d_out: &[f32] = if l + 1 == layers { grad } else { &at[0] };
             if let Some(dp) = d_params.as_deref_mut() {
                 matmul(
                     i,
@@ -243,44 +328,41 @@ impl Mlp {
                     &mut dp[2 * l],
                     inp,
                     [1, i],
-                    &s.grad,
+                    d_out,
                     [o, 1],
                     true,
                 );
-                let db = &mut dp[2 * l + 1];
-                for row in s.grad.chunks_exact(o) {
-                    db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-                }
+                add_column_sums(&mut dp[2 * l + 1], d_out);
             }
             if l == 0 && d_x.is_none() {
                 return;
             }
-            s.next.resize(batch * i, 0.0);
-            matmul(
-                batch,
-                i,
-                o,
-                &mut s.next,
-                &s.grad,
-                [o, 1],
-                &params[2 * l],
-                [1, o],
-                false,
-            );
+            let d_in = if l > 0 { &mut below[l - 1] } else { &mut *next };
+            d_in.resize(batch * i, 0.0);
+            match weights_t.get(l) {
+                Some(wt) => matmul(batch, i, o, d_in, d_out, [o, 1], wt, [i, 1], false),
+                None => matmul(
+                    batch,
+                    i,
+                    o,
+                    d_in,
+                    d_out,
+                    [o, 1],
+                    &params[2 * l],
+                    [1, o],
+                    false,
+                ),
+            }
             if l > 0 {
-                for (d, y) in s.next.iter_mut().zip(inp) {
-                    let slope = if *y > 0.0 { 1.0 } else { y + 1.0 };
-                    *d *= slope;
-                }
-                std::mem::swap(&mut s.grad, &mut s.next);
+                elu_backward_inplace(d_in, inp);
             }
         }
         if let Some(dx) = d_x {
-            assert_eq!(dx.len(), s.next.len(), "MLP input gradient size");
+            assert_eq!(dx.len(), next.len(), "MLP input gradient size");
             let scale = &self.in_scale_host;
             for (dst, src) in dx
                 .chunks_exact_mut(scale.len())
-                .zip(s.next.chunks_exact(scale.len()))
+                .zip(next.chunks_exact(scale.len()))
             {
                 for ((d, g), c) in dst.iter_mut().zip(src).zip(scale) {
                     *d = g * c;
@@ -346,8 +428,21 @@ impl DetPolicy {
         d_params: Option<&mut [Vec<f32>]>,
         d_obs: Option<&mut [f32]>,
     ) {
-        assert_eq!(d_act.len(), tape.tanh.len(), "policy action gradient");
         let mut s = tape.scratch.borrow_mut();
+        self.backward_host_in(&mut s, params, tape, d_act, d_params, d_obs);
+    }
+
+    /// [`Self::backward_host`] with the scratch buffers `s` instead of the tape's own.
+    pub fn backward_host_in(
+        &self,
+        s: &mut Scratch,
+        params: &[Vec<f32>],
+        tape: &MlpTape,
+        d_act: &[f32],
+        d_params: Option<&mut [Vec<f32>]>,
+        d_obs: Option<&mut [f32]>,
+    ) {
+        assert_eq!(d_act.len(), tape.tanh.len(), "policy action gradient");
         let d = self.high_host.len();
         s.grad.clear();
         s.grad.extend(
@@ -357,8 +452,7 @@ impl DetPolicy {
                 .enumerate()
                 .map(|(i, (g, t))| g * self.high_host[i % d] * (1.0 - t * t)),
         );
-        self.mlp
-            .backward_tape(params, tape, &mut s, d_params, d_obs);
+        self.mlp.backward_tape(params, tape, s, d_params, d_obs);
     }
 }
 
