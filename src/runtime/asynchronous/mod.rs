@@ -97,7 +97,6 @@ mod actor;
 mod buffer;
 mod learner;
 mod optimizer;
-mod runtime_log;
 mod shared;
 mod snapshot;
 mod supervisor;
@@ -125,23 +124,4 @@ pub(super) const SNAPSHOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const SNAPSHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a snapshot request is sent again after its reader died (a buffer restarted).
 pub(super) const MAX_SNAPSHOT_RESENDS: u32 = 3;
-/// Columns of `runtime.csv`.
-pub const RUNTIME_COLUMNS: [&str; 17] = [
-    "iteration",
-    "wall_s",
-    "grad_queue",
-    "experience_queue",
-    "stored",
-    "inserted",
-    "sampled",
-    "throttle_events",
-    "throttled_s",
-    "actor_steps_per_s",
-    "batches_per_s",
-    "grads_per_s",
-    "updates_per_s",
-    "staleness_mean",
-    "staleness_max",
-    "restarts",
-    "spi",
-];
+pub use super::roles::RUNTIME_COLUMNS;
