@@ -116,7 +116,9 @@ fn tagged_gradient_bytes_round_trip() {
         let snap = snapshot(&c, 1, 5);
         let mut buf = filled_buffer(&c, &snap);
         let mut l = LearnerCore::new(&c, 9, &snap).unwrap();
-        for g in l.learn(None, buf.try_sample().unwrap()) {
+        let mut grads = vec![l.step(None, buf.try_sample()).unwrap()];
+        grads.extend(l.step(None, None));
+        for g in grads {
             assert!(
                 g.grads.pi.is_some(),
                 "policy_delay = 1: every gradient has a policy part"
@@ -145,8 +147,14 @@ fn learner_core_matches_the_plain_learner() {
     let mut buf = filled_buffer(&c, &snap);
     let batch = buf.try_sample().unwrap();
     let mut core = LearnerCore::new(&c, 9, &snap).unwrap();
-    let got = core.learn(None, batch.clone());
-    assert_eq!(got.len(), 2);
+    let got = vec![
+        core.step(None, Some(batch.clone())).unwrap(),
+        core.step(Some(&snap), None).unwrap(),
+    ];
+    assert!(
+        core.step(None, None).is_none(),
+        "more than algo.batch_reuse gradients"
+    );
     assert_eq!(core.made(), 2);
 
     let nets = Nets::new(&c, &task_spec(&c.task.name).unwrap());
@@ -163,10 +171,17 @@ fn learner_core_matches_the_plain_learner() {
             "gradient {i}: policy part (policy_delay 2)"
         );
     }
-    // A newer snapshot is taken up.
+    // A newer snapshot is taken up, also between the reuses of one batch.
     let newer = snapshot(&c, 2, 12);
-    let g = core.learn(Some(&newer), buf.try_sample().unwrap());
-    assert!(g.iter().all(|g| g.version == 12));
+    let g = core.step(Some(&newer), buf.try_sample()).unwrap();
+    assert_eq!(g.version, 12);
+    let newest = snapshot(&c, 3, 13);
+    let g2 = core.step(Some(&newest), None).unwrap();
+    assert_eq!(g2.version, 13);
+    assert_ne!(
+        g.grads.q1, g2.grads.q1,
+        "the reuse did not use the newer parameters"
+    );
 }
 
 #[test]
@@ -263,11 +278,11 @@ fn step_wise_run_resumes_with_the_thread_runtime() {
         }
         // One gradient one version behind: its staleness is 1.
         let old = opt.snapshot();
-        let g = learner.learn(Some(&old), bufs[0].try_sample().unwrap());
-        let first = opt.apply(g[0].clone(), false).unwrap();
+        let g = learner.step(Some(&old), bufs[0].try_sample()).unwrap();
+        let first = opt.apply(g.clone(), false).unwrap();
         assert_eq!(first.staleness, 0);
         if !opt.finished() {
-            let mut again = g[0].clone();
+            let mut again = g;
             again.version = old.version;
             stale_seen |= opt.apply(again, false).unwrap().staleness == 1;
         }

@@ -25,6 +25,7 @@ import collections
 import os
 import random
 import signal
+import statistics
 import sys
 import time
 import warnings
@@ -40,7 +41,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_CPUS = {"actor": 0.25, "buffer": 0.25, "learner": 0.5}
 #: Restarts Ray allows each role's actor.
 MAX_RESTARTS = 5
-#: Batches dispatched to a learner ahead of the one it computes (hides the round trip).
+#: Calls dispatched to a learner ahead of the one it computes (hides the round trip).
 LEARNER_DEPTH = 2
 #: Longest wait for a result before the driver re-checks the stop flag, seconds.
 POLL_S = 0.02
@@ -108,14 +109,24 @@ def _roles(ray):
             self.node = ray.get_runtime_context().get_node_id()
 
         def learn(self, snapshot: bytes, batch: Optional[bytes]):
-            """(node id, gradient bytes, compute seconds, wall clock at return)."""
+            """The first gradient of a new batch (kept for ``algo.batch_reuse`` gradients):
+            (node id, [gradient bytes] or [] without a batch, compute seconds, wall clock at
+            return)."""
             if batch is None:
                 return self.node, [], 0.0, time.time()
+            return self._step(snapshot, batch)
+
+        def reuse(self, snapshot: bytes):
+            """The next gradient of the kept batch with ``snapshot``'s parameters ([] when it
+            is used up)."""
+            return self._step(snapshot, None)
+
+        def _step(self, snapshot: bytes, batch: Optional[bytes]):
             t = time.perf_counter()
             if self.core is None:
                 self.core = _native.Learner(*self.args, snapshot)
-            grads = self.core.learn(snapshot, batch)
-            return self.node, grads, time.perf_counter() - t, time.time()
+            g = self.core.step(snapshot, batch)
+            return self.node, [] if g is None else [g], time.perf_counter() - t, time.time()
 
         def node_id(self) -> str:
             return self.node
@@ -161,6 +172,8 @@ class _Driver:
         self.compute_ms: list[float] = []
         self.grads: collections.deque = collections.deque()
         self.pending: dict = {}
+        self.dead: set = set()
+        self.restarts: collections.Counter = collections.Counter()
         self.rng = random.Random(opt.worker_seed("actor_route", self.start, 0, 0))
         self.paced = 0
         self.buffer_ready = [False] * s["buffers"]
@@ -169,6 +182,7 @@ class _Driver:
         self.buffer_throttled = [False] * s["buffers"]
         self.throttle_started: list[Optional[float]] = [None] * s["buffers"]
         self.learner_load = [0] * s["learners"]
+        self.reuse_left = [0] * s["learners"]
         self.actor_busy = [False] * s["actors"]
         self.first_update = self.last_update = None
 
@@ -238,25 +252,43 @@ class _Driver:
         ready = [j for j, r in enumerate(self.buffer_ready) if r]
         if not ready:
             return
-        for i, load in enumerate(self.learner_load):
+        for i in range(len(self.learners)):
             while self.learner_load[i] < LEARNER_DEPTH:
-                j = self.rng.choice(ready)
-                batch = self.buffers[j].sample.remote()
-                ref = self.learners[i].learn.remote(self._snapshot_ref(), batch)
+                snap = self._snapshot_ref()
+                if self.reuse_left[i] > 0:
+                    ref = self.learners[i].reuse.remote(snap)
+                    self.reuse_left[i] -= 1
+                    j = None
+                else:
+                    j = self.rng.choice(ready)
+                    batch = self.buffers[j].sample.remote()
+                    ref = self.learners[i].learn.remote(snap, batch)
+                    self.reuse_left[i] = self.s["batch_reuse"] - 1
                 self.pending[ref] = ("learn", i, j)
                 self.learner_load[i] += 1
-                self.counters["dispatched"] += 1
 
     # -- results ----------------------------------------------------------------------------
-    def _died(self, kind: str, i: int, j: int, err: Exception) -> None:
+    def _died(self, kind: str, i: int, err: Exception) -> None:
+        """A task failed because a role's Ray actor died: Ray restarts it (once logged per
+        death); past :data:`MAX_RESTARTS` the run stops with an error."""
         actor_id = getattr(err, "actor_id", None)
         role = self.role_of.get(actor_id) if isinstance(actor_id, str) else None
         if role is None:
             role = ("actor", i) if kind == "insert" else ("learner", i)
+        if role in self.dead:
+            return
+        self.dead.add(role)
+        self.restarts[role] += 1
+        if self.restarts[role] > MAX_RESTARTS:
+            raise RuntimeError(f"{role[0]} #{role[1]} died more than {MAX_RESTARTS} times; "
+                               f"giving up ({type(err).__name__}: {err})")
         self.counters["restarts"] += 1
         self.log(f"restarted {role[0]} #{role[1]} ({type(err).__name__}); the run goes on")
         if role[0] == "buffer":
             self.buffer_warm[role[1]] = self.buffer_ready[role[1]] = False
+            self.buffer_stored[role[1]] = 0
+        if role[0] == "learner":
+            self.reuse_left[role[1]] = 0
 
     def _collect_results(self) -> None:
         if not self.pending:
@@ -272,9 +304,12 @@ class _Driver:
                 self.learner_load[i] -= 1
             try:
                 result = self.ray.get(ref)
-            except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError) as e:
-                self._died(kind, i, j, e)
+            except self.ray.exceptions.RayActorError as e:
+                self._died(kind, i, e)
                 continue
+            if j is not None:
+                self.dead.discard(("buffer", j))
+            self.dead.discard(("actor" if kind == "insert" else "learner", i))
             if kind == "insert":
                 n, stored, inserted, sampled, warm, rate_ok = result
                 self.env_steps += n
@@ -286,12 +321,15 @@ class _Driver:
             else:
                 node, grads, compute_s, returned_at = result
                 if not grads:
-                    self.buffer_ready[j] = False
-                    self._set_throttled(j, self.buffer_warm[j])
+                    self.reuse_left[i] = 0
+                    if j is not None:  # the buffer had no batch to give
+                        self.buffer_ready[j] = False
+                        self._set_throttled(j, self.buffer_warm[j])
                     continue
                 received = time.time()
-                self.counters["batches"] += 1
-                self.counters["sampled"] += self.s["batch_size"]
+                if j is not None:
+                    self.counters["batches"] += 1
+                    self.counters["sampled"] += self.s["batch_size"]
                 self.counters["grads"] += len(grads)
                 self.transfer_ms.append((received - returned_at) * 1e3)
                 self.compute_ms.append(compute_s * 1e3)
@@ -384,6 +422,7 @@ class _Driver:
     def _summary(self, iterations: int, stopped: bool) -> dict:
         span = (self.last_update - self.first_update) if self.first_update else 0.0
         mean = (lambda xs: sum(xs) / len(xs) if xs else float("nan"))
+        median = (lambda xs: statistics.median(xs) if xs else float("nan"))
         return {
             "iterations": iterations,
             "stopped_early": stopped,
@@ -392,7 +431,9 @@ class _Driver:
             "staleness_max": max(self.staleness, default=0),
             "restarts": self.counters["restarts"],
             "transfer_ms_mean": mean(self.transfer_ms),
+            "transfer_ms_median": median(self.transfer_ms),
             "compute_ms_mean": mean(self.compute_ms),
+            "compute_ms_median": median(self.compute_ms),
             "gradients_by_node": dict(self.by_node),
         }
 

@@ -5,7 +5,9 @@ moving between Ray and the CLI's thread runtime in both directions."""
 from __future__ import annotations
 
 import csv
+import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -115,7 +117,9 @@ def test_local_ray_run_improves_path_tracking(local_ray, path_config, tmp_path):
     assert s["staleness_max"] >= 1 and s["transfer_ms_mean"] >= 0.0
 
 
-def test_killed_learner_is_restarted_and_the_run_completes(local_ray, path_config, tmp_path):
+@pytest.mark.parametrize("role", ["learner", "buffer", "actor"])
+def test_a_killed_role_is_restarted_and_the_run_completes(local_ray, path_config, tmp_path,
+                                                          role):
     run = tmp_path / "run"
     killed = threading.Event()
 
@@ -126,7 +130,7 @@ def test_killed_learner_is_restarted_and_the_run_completes(local_ray, path_confi
             deadline = time.time() + 120
             while opt.iteration < 100 and time.time() < deadline:
                 time.sleep(0.05)
-            ray.kill(h["learners"][0], no_restart=False)
+            ray.kill(h[role + "s"][0], no_restart=False)
             killed.set()
 
         threading.Thread(target=go, daemon=True).start()
@@ -136,9 +140,58 @@ def test_killed_learner_is_restarted_and_the_run_completes(local_ray, path_confi
     assert s["iterations"] == 400
     assert s["restarts"] >= 1, s
     log = (run / "ray.log").read_text()
-    assert "restarted learner #0" in log, log
+    assert f"restarted {role} #0" in log, log
     # Gradients kept coming after the restart: the last evaluation happened.
     assert evals(run)[-1][0] == 400
+
+
+def test_a_stop_request_leaves_a_loadable_checkpoint(local_ray, path_config, tmp_path):
+    run = tmp_path / "run"
+
+    def stop_later(h):
+        opt = h["optimizer"]
+
+        def go():
+            while opt.iteration < 150:
+                time.sleep(0.02)
+            opt.request_stop()
+
+        threading.Thread(target=go, daemon=True).start()
+
+    s = mray.train(path_config, run, quiet=True, on_start=stop_later)
+    assert s["stopped_early"] and 150 <= s["iterations"] < 1200
+    k = s["iterations"]
+    assert (run / "checkpoints" / f"ckpt-{k:09d}").is_dir()
+    assert mixpg.load_policy(run).iteration == k
+    assert iterations(run)[-1] == k
+
+
+def test_sigint_stops_the_driver_with_a_checkpoint(path_config, tmp_path):
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "mixpg.ray", "train", "--config",
+                          str(path_config), "--out", str(run), "--iterations", "100000",
+                          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                l.startswith("200,") for l in _lines(run / "progress.csv")):
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert "stopped early" in err
+    k = iterations(run)[-1]
+    assert k >= 200 and (run / "checkpoints" / f"ckpt-{k:09d}").is_dir()
+    assert mixpg.load_policy(run).iteration == k
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def test_ray_checkpoint_resumes_with_the_cli_and_back(local_ray, path_config, tmp_path, cli):
@@ -196,8 +249,9 @@ def test_two_node_cluster_runs_the_learners_on_the_second_node(path_config, tmp_
     try:
         ray.init(address=cluster.address, log_to_driver=False)
         run = tmp_path / "run"
+        # Each batch reused twice: the learners keep it between calls.
         s = mray.train(path_config, run, quiet=True, iterations=200,
-                       learner_resources={"learner_node": 1})
+                       overrides=["algo.batch_reuse=2"], learner_resources={"learner_node": 1})
         assert s["iterations"] == 200
         node = second.node_id
         assert s["gradients_by_node"].get(node, 0) > 0, (node, s["gradients_by_node"])

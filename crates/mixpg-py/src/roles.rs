@@ -439,7 +439,7 @@ impl Buffer {
     }
 }
 
-/// A learner: `algo.batch_reuse` tagged gradients from a snapshot and a batch.
+/// A learner: tagged gradients from a snapshot and a batch (reused `algo.batch_reuse` times).
 #[pyclass(module = "mixpg._native", frozen)]
 pub(crate) struct Learner {
     held: Held<LearnerCore>,
@@ -462,28 +462,28 @@ impl Learner {
         })
     }
 
-    /// The gradients (bytes, tagged with the snapshot's version) of one batch.
-    fn learn<'py>(
+    /// The next gradient (bytes, tagged with the snapshot's version): of a new `batch` (kept
+    /// for `algo.batch_reuse` gradients), or without one of the kept batch; `None` when there
+    /// is no batch or the kept one is used up.
+    #[pyo3(signature = (snapshot, batch=None))]
+    fn step<'py>(
         &self,
         py: Python<'py>,
         snapshot: Vec<u8>,
-        batch: Vec<u8>,
-    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        batch: Option<Vec<u8>>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let out = self
             .held
-            .with(py, |l| -> anyhow::Result<Vec<Vec<u8>>> {
+            .with(py, |l| -> anyhow::Result<Option<Vec<u8>>> {
                 let snap = if Snapshot::version_in(&snapshot)? != l.version() {
                     Some(Snapshot::from_bytes(&snapshot)?)
                 } else {
                     None
                 };
-                let b = batch_from_bytes(&batch)?;
-                Ok(l.learn(snap.as_ref(), b)
-                    .iter()
-                    .map(TaggedGrads::to_bytes)
-                    .collect())
+                let b = batch.as_deref().map(batch_from_bytes).transpose()?;
+                Ok(l.step(snap.as_ref(), b).map(|g| g.to_bytes()))
             })
             .map_err(value_err)?;
-        Ok(out.iter().map(|b| PyBytes::new(py, b)).collect())
+        Ok(out.map(|b| PyBytes::new(py, &b)))
     }
 }

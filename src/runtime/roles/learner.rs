@@ -17,6 +17,8 @@ pub struct LearnerCore {
     made: u64,
     policy_delay: u64,
     batch_reuse: usize,
+    /// The batch of [`LearnerCore::step`] with its targets and the gradients left from it.
+    kept: Option<(TargetBatch, usize)>,
 }
 
 impl LearnerCore {
@@ -37,6 +39,7 @@ impl LearnerCore {
             made: 0,
             policy_delay: cfg.algo.policy_delay,
             batch_reuse: cfg.algo.batch_reuse,
+            kept: None,
         })
     }
 
@@ -75,13 +78,24 @@ impl LearnerCore {
         }
     }
 
-    /// The `algo.batch_reuse` gradients of one batch with `snapshot`'s parameters (the
-    /// step-wise form used when parameters arrive with each batch, as on Ray).
-    pub fn learn(&mut self, snapshot: Option<&Snapshot>, batch: HostBatch) -> Vec<TaggedGrads> {
+    /// One gradient, the step-wise form used when parameters arrive with each call (Ray):
+    /// with a `batch`, its targets are computed and kept for `algo.batch_reuse` gradients;
+    /// without one, the next gradient of the kept batch, or `None` once it is used up. A newer
+    /// `snapshot` is taken up first, so each reuse sees the parameters it is sent.
+    pub fn step(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        batch: Option<HostBatch>,
+    ) -> Option<TaggedGrads> {
         if let Some(s) = snapshot.filter(|s| s.version != self.version) {
             self.set_params(s);
         }
-        let tb = self.targets(batch);
-        (0..self.batch_reuse).map(|_| self.gradient(&tb)).collect()
+        if let Some(b) = batch {
+            self.kept = Some((self.targets(b), self.batch_reuse));
+        }
+        let (tb, left) = self.kept.take().filter(|(_, left)| *left > 0)?;
+        let g = self.gradient(&tb);
+        self.kept = Some((tb, left - 1));
+        Some(g)
     }
 }
