@@ -294,8 +294,9 @@ class _Driver:
         if not self.pending:
             time.sleep(POLL_S)
             return
-        done, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending),
-                                timeout=POLL_S)
+        done, rest = self.ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
+        if done and rest:  # and whatever else is ready, without waiting
+            done += self.ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         for ref in done:
             kind, i, j = self.pending.pop(ref)
             if kind == "insert":

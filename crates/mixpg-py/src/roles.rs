@@ -37,6 +37,12 @@ impl<T: Send> Held<T> {
         })
     }
 
+    /// Run a cheap `f` (no tensor work) on the object right away, holding the GIL.
+    fn now<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
     /// Run `f` on the object with the GIL released, inside the object's pool.
     fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut T) -> R + Send) -> R {
         py.detach(|| {
@@ -160,13 +166,13 @@ impl Optimizer {
     }
 
     /// The run's resolved configuration as TOML.
-    fn config_toml(&self, py: Python<'_>) -> String {
-        self.held.with(py, |o| o.config().to_toml())
+    fn config_toml(&self) -> String {
+        self.held.now(|o| o.config().to_toml())
     }
 
     /// The settings the driver needs, as a dict.
     fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let cfg = self.held.with(py, |o| o.config().clone());
+        let cfg = self.held.now(|o| o.config().clone());
         let d = PyDict::new(py);
         d.set_item("mode", format!("{:?}", cfg.runtime.mode).to_lowercase())?;
         d.set_item("actors", cfg.runtime.actors)?;
@@ -183,21 +189,21 @@ impl Optimizer {
     }
 
     /// Suppress the progress display.
-    fn set_quiet(&self, py: Python<'_>, quiet: bool) {
-        self.held.with(py, |o| o.set_quiet(quiet))
+    fn set_quiet(&self, quiet: bool) {
+        self.held.now(|o| o.set_quiet(quiet))
     }
 
     /// Stop after this many seconds of the session.
-    fn set_time_limit(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+    fn set_time_limit(&self, seconds: f64) -> PyResult<()> {
         let d = std::time::Duration::try_from_secs_f64(seconds)
             .map_err(|e| PyValueError::new_err(format!("time limit {seconds}: {e}")))?;
-        self.held.with(py, |o| o.set_time_limit(d));
+        self.held.now(|o| o.set_time_limit(d));
         Ok(())
     }
 
     /// Ask the run to stop (the driver then finishes with a checkpoint).
-    fn request_stop(&self, py: Python<'_>) {
-        self.held.with(py, |o| {
+    fn request_stop(&self) {
+        self.held.now(|o| {
             o.stop_handle()
                 .store(true, std::sync::atomic::Ordering::SeqCst)
         })
@@ -205,32 +211,25 @@ impl Optimizer {
 
     /// The current iteration.
     #[getter]
-    fn iteration(&self, py: Python<'_>) -> u64 {
-        self.held.with(py, |o| o.iteration())
+    fn iteration(&self) -> u64 {
+        self.held.now(|o| o.iteration())
     }
 
     /// Whether `train.iterations` is reached.
-    fn finished(&self, py: Python<'_>) -> bool {
-        self.held.with(py, |o| o.finished())
+    fn finished(&self) -> bool {
+        self.held.now(|o| o.finished())
     }
 
     /// Whether a stop was requested or the time limit passed.
-    fn should_stop(&self, py: Python<'_>) -> bool {
-        self.held.with(py, |o| o.should_stop())
+    fn should_stop(&self) -> bool {
+        self.held.now(|o| o.should_stop())
     }
 
     /// The seed of a worker's stream (`actor_env`, `actor_collect`, `actor_route`, `buffer`,
     /// `learner`) for worker `id`'s `incarnation` in a session started at `start`.
-    fn worker_seed(
-        &self,
-        py: Python<'_>,
-        stream: &str,
-        start: u64,
-        id: usize,
-        incarnation: u32,
-    ) -> PyResult<u64> {
+    fn worker_seed(&self, stream: &str, start: u64, id: usize, incarnation: u32) -> PyResult<u64> {
         let s = stream_of(stream)?;
-        let seed = self.held.with(py, |o| o.config().train.seed);
+        let seed = self.held.now(|o| o.config().train.seed);
         Ok(worker_seed(seed, start, s, id, incarnation))
     }
 
@@ -261,8 +260,8 @@ impl Optimizer {
     }
 
     /// Whether `at_iteration` will write a checkpoint now (pass the buffers' bytes then).
-    fn checkpoint_due(&self, py: Python<'_>) -> bool {
-        self.held.with(py, |o| o.checkpoint_due())
+    fn checkpoint_due(&self) -> bool {
+        self.held.now(|o| o.checkpoint_due())
     }
 
     /// Evaluation, progress row and checkpoint due before the current iteration's update;
@@ -293,15 +292,10 @@ impl Optimizer {
     }
 
     /// Write a runtime.csv row when one is due (about once a second, or `force`).
-    fn log_runtime(
-        &self,
-        py: Python<'_>,
-        counters: &Bound<'_, PyDict>,
-        force: bool,
-    ) -> PyResult<()> {
+    fn log_runtime(&self, counters: &Bound<'_, PyDict>, force: bool) -> PyResult<()> {
         let c = counters_of(counters)?;
         self.held
-            .with(py, |o| o.log_runtime(force, || c))
+            .now(|o| o.log_runtime(force, || c))
             .map_err(runtime_err)
     }
 
@@ -324,8 +318,8 @@ impl Optimizer {
     }
 
     /// Mean policy-gradient time on the learners this session, ms.
-    fn pg_time_ms(&self, py: Python<'_>) -> Option<f64> {
-        self.held.with(py, |o| o.pg_time_ms())
+    fn pg_time_ms(&self) -> Option<f64> {
+        self.held.now(|o| o.pg_time_ms())
     }
 }
 
@@ -426,10 +420,9 @@ impl Buffer {
     }
 
     /// `(stored, inserted, sampled, warm, rate_ok)`.
-    fn status(&self, py: Python<'_>) -> (usize, u64, u64, bool, bool) {
-        self.held.with(py, |b| {
-            (b.len(), b.inserted(), b.sampled(), b.is_warm(), b.rate_ok())
-        })
+    fn status(&self) -> (usize, u64, u64, bool, bool) {
+        self.held
+            .now(|b| (b.len(), b.inserted(), b.sampled(), b.is_warm(), b.rate_ok()))
     }
 
     /// The replay contents as bytes (for checkpoints).
