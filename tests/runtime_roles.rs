@@ -147,7 +147,7 @@ fn learner_core_matches_the_plain_learner() {
     let mut buf = filled_buffer(&c, &snap);
     let batch = buf.try_sample().unwrap();
     let mut core = LearnerCore::new(&c, 9, &snap).unwrap();
-    let got = vec![
+    let got = [
         core.step(None, Some(batch.clone())).unwrap(),
         core.step(Some(&snap), None).unwrap(),
     ];

@@ -43,6 +43,8 @@ DEFAULT_CPUS = {"actor": 0.25, "buffer": 0.25, "learner": 0.5}
 MAX_RESTARTS = 5
 #: Calls dispatched to a learner ahead of the one it computes (hides the round trip).
 LEARNER_DEPTH = 2
+#: Longest wait for the learners to be placed on the cluster, seconds.
+PLACEMENT_TIMEOUT_S = 300.0
 #: Longest wait for a result before the driver re-checks the stop flag, seconds.
 POLL_S = 0.02
 
@@ -215,7 +217,17 @@ class _Driver:
         ray.get([b.restore.remote(r) for b, r in zip(self.buffers, restored) if r is not None])
         for i, r in enumerate(restored):
             self.buffer_warm[i] = self.buffer_ready[i] = r is not None
-        nodes = ray.get([h.node_id.remote() for h in self.learners])
+        try:
+            nodes = ray.get([h.node_id.remote() for h in self.learners],
+                            timeout=PLACEMENT_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            for h in self.actors + self.buffers + self.learners:
+                ray.kill(h)
+            self.log.close()
+            raise RuntimeError(
+                f"the learners did not start within {PLACEMENT_TIMEOUT_S:.0f} s: does the "
+                f"cluster have {cpus['learner']} CPU and {dict(learner_resources)} free per "
+                "learner? (see `ray status`)") from None
         for i, n in enumerate(nodes):
             self.log(f"learner #{i} on node {n}")
 

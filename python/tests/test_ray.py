@@ -261,3 +261,26 @@ def test_two_node_cluster_runs_the_learners_on_the_second_node(path_config, tmp_
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_unplaceable_learners_fail_with_a_clear_error(local_ray, path_config, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setattr(mray, "PLACEMENT_TIMEOUT_S", 3.0)
+    with pytest.raises(RuntimeError, match="learners did not start within 3 s"):
+        mray.train(path_config, tmp_path / "run", quiet=True,
+                   learner_resources={"no_such_node": 1})
+
+
+def test_bad_input_is_a_clear_error(tmp_path, path_config):
+    missing = tmp_path / "missing.toml"
+    p = subprocess.run([sys.executable, "-m", "mixpg.ray", "train", "--config", str(missing),
+                        "--out", str(tmp_path / "a")], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.startswith("error:") and "Traceback" not in p.stderr
+    assert "missing.toml" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "mixpg.ray", "train", "--config",
+                        str(path_config), "--out", str(tmp_path / "b"),
+                        "--set", "runtime.grad_max_reuse=3"], capture_output=True, text=True)
+    assert p.returncode == 1 and "grad_max_reuse" in p.stderr, p.stderr
+    p = subprocess.run([sys.executable, "-m", "mixpg.ray", "resume", "--run",
+                        str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.startswith("error:"), p.stderr
