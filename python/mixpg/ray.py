@@ -531,8 +531,13 @@ def resume(
     """Continue the run in ``run`` on Ray from its newest checkpoint, whichever runtime wrote
     it (serial, threads or Ray); the buffers restart from the checkpoint's contents."""
     opt = _native.Optimizer.resume(os.fspath(run))
+    s = opt.settings()
     if not quiet:
-        print(f"mixpg.ray: resuming {run} at iteration {opt.iteration}", file=sys.stderr)
+        print(f"mixpg.ray: resuming {run} ({s['mode']} run) at iteration {opt.iteration}",
+              file=sys.stderr)
+    if s["grad_max_reuse"] > 0:
+        print(f"mixpg.ray: runtime.grad_max_reuse = {s['grad_max_reuse']} is ignored on Ray "
+              "(fresh gradients only)", file=sys.stderr)
     return _run(opt, Path(run), address, cpus, learner_resources, quiet, time_limit, on_start)
 
 

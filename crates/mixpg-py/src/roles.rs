@@ -183,6 +183,7 @@ impl Optimizer {
         d.set_item("collect_interval", cfg.algo.collect_interval)?;
         d.set_item("batch_reuse", cfg.algo.batch_reuse)?;
         d.set_item("batch_size", cfg.algo.batch_size)?;
+        d.set_item("grad_max_reuse", cfg.runtime.grad_max_reuse)?;
         d.set_item("task", cfg.task.name.clone())?;
         d.set_item("algo", cfg.algo.name.as_str())?;
         Ok(d)
