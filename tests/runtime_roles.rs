@@ -279,12 +279,11 @@ fn step_wise_run_resumes_with_the_thread_runtime() {
         // One gradient one version behind: its staleness is 1.
         let old = opt.snapshot();
         let g = learner.step(Some(&old), bufs[0].try_sample()).unwrap();
-        let first = opt.apply(g.clone(), false).unwrap();
-        assert_eq!(first.staleness, 0);
+        assert_eq!(opt.apply(g.clone(), false).unwrap(), 0);
         if !opt.finished() {
             let mut again = g;
             again.version = old.version;
-            stale_seen |= opt.apply(again, false).unwrap().staleness == 1;
+            stale_seen |= opt.apply(again, false).unwrap() == 1;
         }
         actor.set_policy(&opt.snapshot());
         opt.log_runtime(false, RuntimeCounters::default).unwrap();

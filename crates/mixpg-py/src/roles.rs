@@ -288,7 +288,6 @@ impl Optimizer {
         let g = TaggedGrads::from_bytes(&grads).map_err(value_err)?;
         self.held
             .with(py, |o| o.apply(g, false))
-            .map(|a| a.staleness)
             .map_err(runtime_err)
     }
 

@@ -181,10 +181,10 @@ impl AsyncTrainer {
                 if !reused {
                     feed.fresh(&g, g.grads.is_finite());
                 }
-                let applied = opt.apply(g, reused)?;
+                let staleness = opt.apply(g, reused)?;
                 sup.sh.store.publish(opt.snapshot());
                 if summary.staleness.len() < 1_000_000 {
-                    summary.staleness.push(applied.staleness);
+                    summary.staleness.push(staleness);
                 }
                 first_update.get_or_insert_with(Instant::now);
                 last_update = Instant::now();

@@ -10,14 +10,14 @@ use crate::replay::{HostBatch, ReplayBuffer};
 
 /// Host copy of one parameter set.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HostSet {
+pub(crate) struct HostSet {
     shapes: Vec<[usize; 2]>,
     values: Vec<Vec<f32>>,
 }
 
 impl HostSet {
     /// Copy the host values of `p`.
-    pub fn of(p: &ParamSet) -> Self {
+    fn of(p: &ParamSet) -> Self {
         Self {
             shapes: p.shapes().to_vec(),
             values: p.values().to_vec(),
@@ -25,7 +25,7 @@ impl HostSet {
     }
 
     /// Rebuild the parameter set (with this thread's tensor cache).
-    pub fn build(&self) -> ParamSet {
+    fn build(&self) -> ParamSet {
         ParamSet::new(self.shapes.clone(), self.values.clone())
     }
 

@@ -20,10 +20,10 @@ pub use actor::ActorCore;
 pub use buffer::BufferCore;
 pub use learner::LearnerCore;
 pub use messages::{
-    Experience, HostSet, Snapshot, TaggedGrads, batch_from_bytes, batch_to_bytes,
-    replay_from_bytes, replay_to_bytes,
+    Experience, Snapshot, TaggedGrads, batch_from_bytes, batch_to_bytes, replay_from_bytes,
+    replay_to_bytes,
 };
-pub use optimizer::{Applied, Optimizer, replay_prefix};
+pub use optimizer::Optimizer;
 pub use runtime_log::RuntimeCounters;
 
 /// Columns of `runtime.csv`.

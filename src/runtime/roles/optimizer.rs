@@ -22,21 +22,12 @@ use crate::runtime::progress::{ProgressBar, truncate_csv_after};
 use crate::runtime::seeds::{STREAM_COLLECT, STREAM_LEARNER, STREAM_REPLAY, derive_seed};
 
 /// Checkpoint prefix of buffer `i` (`replay`, `replay1`, …).
-pub fn replay_prefix(i: usize) -> String {
+fn replay_prefix(i: usize) -> String {
     if i == 0 {
         "replay".to_string()
     } else {
         format!("replay{i}")
     }
-}
-
-/// What applying one gradient did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Applied {
-    /// Iterations between the gradient's parameter version and the update it went into.
-    pub staleness: u64,
-    /// False when it was skipped as non-finite (the iteration still counts).
-    pub finite: bool,
 }
 
 /// What is open while a session runs.
@@ -236,8 +227,9 @@ impl Optimizer {
 
     /// Apply a gradient (or skip it when non-finite; an error after
     /// `train.max_nonfinite_streak` in a row) and count the iteration. A `reused` gradient
-    /// (re-applied while no fresh one came) does not enter the means.
-    pub fn apply(&mut self, g: TaggedGrads, reused: bool) -> Result<Applied> {
+    /// (re-applied while no fresh one came) does not enter the means. Returns the gradient's
+    /// staleness: iterations between its parameter version and the update it went into.
+    pub fn apply(&mut self, g: TaggedGrads, reused: bool) -> Result<u64> {
         let k = self.core.k;
         let staleness = k.saturating_sub(g.version);
         let max_streak = self.core.cfg.train.max_nonfinite_streak;
@@ -260,7 +252,7 @@ impl Optimizer {
         self.core.k += 1;
         let k = self.core.k;
         self.session()?.bar.tick(k);
-        Ok(Applied { staleness, finite })
+        Ok(staleness)
     }
 
     /// Write a `runtime.csv` row when one is due (about once a second, or `force`);
