@@ -272,6 +272,8 @@ pub enum Mode {
     Serial,
     /// The paper's asynchronous architecture (threads); not bit-reproducible.
     Async,
+    /// The same architecture on Ray (run by `python -m mixpg.ray`); not bit-reproducible.
+    Ray,
 }
 
 /// What the asynchronous runtime does when a worker thread panics.
@@ -288,7 +290,7 @@ pub enum OnPanic {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// `serial` or `async`.
+    /// `serial`, `async` or `ray`.
     #[serde(default = "d_mode")]
     pub mode: Mode,
     /// Actor threads (async).
@@ -603,16 +605,23 @@ impl Config {
             "algo.warmup_samples",
             "must be at least 1",
         )?;
+        if r.mode == Mode::Ray {
+            check(
+                r.grad_max_reuse == 0,
+                "runtime.grad_max_reuse",
+                "must be 0 in ray mode (the Ray driver applies fresh gradients only)",
+            )?;
+        }
         // The warm-up waits until a replay buffer holds `warmup_samples` transitions (one
         // buffer's share in async mode), which a smaller buffer never reaches.
         let per_buffer = match r.mode {
             Mode::Serial => a.warmup_samples,
-            Mode::Async => a.warmup_samples.div_ceil(r.buffers.max(1)),
+            Mode::Async | Mode::Ray => a.warmup_samples.div_ceil(r.buffers.max(1)),
         };
         if a.buffer_capacity < per_buffer {
             let share = match r.mode {
                 Mode::Serial => String::new(),
-                Mode::Async => format!(
+                Mode::Async | Mode::Ray => format!(
                     " / runtime.buffers = {} per buffer, in async mode",
                     r.buffers
                 ),

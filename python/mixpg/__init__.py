@@ -4,6 +4,7 @@ A thin layer over the Rust library (the ``mixpg._native`` extension): train a ru
 ``mixpg train`` does, run an experiment grid as ``mixpg bench`` does, read a run's progress,
 load its policy as a numpy callable, and use the tasks as Gymnasium environments
 (``import mixpg`` registers ``mixpg/PathTracking-v0`` and ``mixpg/InvertedPendulum-v0``).
+:mod:`mixpg.ray` runs the asynchronous architecture on Ray (``python -m mixpg.ray``).
 """
 
 from __future__ import annotations

@@ -206,10 +206,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                     run_serial(trainer)
                 }
-                Mode::Async => {
+                Mode::Async | Mode::Ray => {
                     let trainer = AsyncTrainer::resume(&args.run)?;
+                    let how = if cfg.runtime.mode == Mode::Ray {
+                        "a Ray run, continued by the thread runtime"
+                    } else {
+                        "async"
+                    };
                     eprintln!(
-                        "resuming {} (async) at iteration {}",
+                        "resuming {} ({how}) at iteration {}",
                         args.run.display(),
                         trainer.iteration()
                     );

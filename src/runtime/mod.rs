@@ -8,6 +8,7 @@ mod core;
 pub mod evaluator;
 mod metrics;
 pub mod progress;
+pub mod roles;
 pub mod rundir;
 mod seeds;
 pub mod serial;
@@ -52,7 +53,17 @@ pub fn train(
             let summary = trainer.run()?;
             Ok(summary.stopped_early.then(|| trainer.iteration()))
         }
+        Mode::Ray => Err(ray_mode_error()),
     }
+}
+
+/// The error of a `runtime.mode = "ray"` run started outside the Ray driver.
+pub fn ray_mode_error() -> anyhow::Error {
+    anyhow::anyhow!(
+        "runtime.mode = \"ray\" runs on Ray, driven from Python: use `python -m mixpg.ray train \
+         --config FILE --out DIR` (or `python -m mixpg.ray resume --run DIR`), or set \
+         runtime.mode = \"async\" for the thread runtime"
+    )
 }
 
 /// The message of a caught panic payload.

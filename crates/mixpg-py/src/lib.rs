@@ -2,6 +2,8 @@
 //! Python package (python/mixpg). Long calls release the GIL; arrays are handed to numpy
 //! without copying; the objects that cross process boundaries pickle.
 
+mod roles;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -399,5 +401,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(task_info, m)?)?;
     m.add_class::<Policy>()?;
     m.add_class::<VecEnv>()?;
+    m.add_class::<roles::Optimizer>()?;
+    m.add_class::<roles::Actor>()?;
+    m.add_class::<roles::Buffer>()?;
+    m.add_class::<roles::Learner>()?;
     Ok(())
 }

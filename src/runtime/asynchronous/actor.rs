@@ -1,4 +1,4 @@
-//! The actor role: collects experience with the latest policy, paced by the optimizer.
+//! The actor thread: an [`ActorCore`] paced by the optimizer, sending to a random buffer.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,52 +10,30 @@ use rand_pcg::Pcg64Mcg;
 use super::PACED_SLEEP;
 use super::shared::{Flow, Shared, Worker};
 use super::snapshot::VariableSource;
-use super::transport::{ChannelExperienceSink, Experience, ExperienceSink};
-use crate::algo::{Nets, act};
-use crate::env::{make_env, reset_after_collect, task_spec};
-use crate::nn::ParamSet;
-use crate::runtime::seeds::{STREAM_ACTOR, STREAM_COLLECT, STREAM_ENV};
+use super::transport::{ChannelExperienceSink, ExperienceSink};
+use crate::runtime::roles::ActorCore;
+use crate::runtime::roles::WorkerStream;
 
-/// An actor: its environment, policy copy and exploration RNG.
+/// An actor thread's state: the role object and where its experience goes.
 pub(super) struct ActorWorker {
     pub(super) sh: Arc<Shared>,
-    pub(super) nets: Nets,
-    pub(super) env: Box<dyn crate::env::Env>,
-    pub(super) obs: Vec<f32>,
-    pub(super) out: crate::env::StepOut,
-    pub(super) pi: ParamSet,
-    pub(super) version: u64,
-    pub(super) rng: Pcg64Mcg,
+    pub(super) core: ActorCore,
     pub(super) sink: Box<dyn ExperienceSink>,
 }
 
 impl ActorWorker {
     pub(super) fn new(sh: Arc<Shared>, id: usize, inc: u32) -> Result<Self> {
-        let cfg = &sh.cfg;
-        let nets = Nets::new(cfg, &task_spec(&cfg.task.name)?);
-        let env = make_env(
-            &cfg.task.name,
-            cfg.task.num_agents,
-            sh.seed(STREAM_ENV, id, inc),
+        let core = ActorCore::new(
+            &sh.cfg,
+            sh.seed(WorkerStream::ActorEnv, id, inc),
+            sh.seed(WorkerStream::ActorCollect, id, inc),
+            &sh.store.latest(),
         )?;
-        let mut obs = Vec::new();
-        env.observe(&mut obs);
-        let snap = sh.store.latest();
         let sink = Box::new(ChannelExperienceSink {
             inboxes: sh.inbox_tx.clone(),
-            rng: Pcg64Mcg::seed_from_u64(sh.seed(STREAM_ACTOR, id, inc)),
+            rng: Pcg64Mcg::seed_from_u64(sh.seed(WorkerStream::ActorRoute, id, inc)),
         });
-        Ok(Self {
-            rng: Pcg64Mcg::seed_from_u64(sh.seed(STREAM_COLLECT, id, inc)),
-            pi: snap.policy(),
-            version: snap.version,
-            nets,
-            env,
-            obs,
-            out: Default::default(),
-            sink,
-            sh,
-        })
+        Ok(Self { core, sink, sh })
     }
 
     /// Paced by the optimizer (see the module docs): free while a buffer is below its warm-up
@@ -108,28 +86,11 @@ impl Worker for ActorWorker {
             }
             Pace::Free => {}
         }
-        if self.sh.store.version() != self.version {
-            let s = self.sh.store.latest();
-            self.pi = s.policy();
-            self.version = s.version;
+        if self.sh.store.version() != self.core.version() {
+            self.core.set_policy(&self.sh.store.latest());
         }
-        let explore = Some(self.sh.cfg.algo.explore_noise);
-        let mut e = Experience::default();
-        for _ in 0..self.sh.cfg.algo.collect_steps {
-            let a = act(&self.nets, &self.pi, &self.obs, explore, &mut self.rng);
-            self.env.step(&a, &mut self.out);
-            let o = &self.out;
-            e.obs.extend_from_slice(&self.obs);
-            e.act.extend_from_slice(&a);
-            e.rew.extend_from_slice(&o.reward);
-            e.next_obs.extend_from_slice(&o.next_obs);
-            e.terminated.extend_from_slice(&o.terminated);
-            e.truncated.extend_from_slice(&o.truncated);
-            let mode = self.sh.cfg.train.collect_reset;
-            reset_after_collect(self.env.as_mut(), mode, &mut self.rng);
-            self.env.observe(&mut self.obs);
-        }
-        let n = e.rew.len() as u64;
+        let e = self.core.collect();
+        let n = e.len() as u64;
         if !self.sink.insert(e, &self.sh.stop) {
             return Ok(Flow::Stop);
         }

@@ -1,4 +1,5 @@
-//! The buffer role: stores experience and samples batches under the samples-per-insert bound.
+//! The buffer thread: a [`BufferCore`] fed by the actors' inbox, offering batches to the
+//! experience queue and answering replay snapshot requests.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -6,27 +7,22 @@ use std::time::Instant;
 
 use anyhow::Result;
 use crossbeam_channel::{SendTimeoutError, TryRecvError};
-use rand::SeedableRng;
-use rand_pcg::Pcg64Mcg;
 
 use super::BATCH_OFFER;
 use super::POLL;
 use super::shared::{Ctl, Flow, Shared, Worker};
 use super::transport::{Experience, Polled, recv_polled};
-use crate::env::task_spec;
-use crate::replay::{HostBatch, ReplayBuffer};
-use crate::runtime::seeds::STREAM_BUFFER;
+use crate::replay::HostBatch;
+use crate::runtime::roles::BufferCore;
+use crate::runtime::roles::WorkerStream;
 
-/// A buffer: its replay ring, sampling RNG and samples-per-insert counters.
+/// A buffer thread's state: the role object, the batch on offer and the throttle / warm-up
+/// flags it reports to the actors.
 pub(super) struct BufferWorker {
     pub(super) sh: Arc<Shared>,
     pub(super) id: usize,
-    pub(super) replay: ReplayBuffer,
-    pub(super) rng: Pcg64Mcg,
+    pub(super) core: BufferCore,
     pub(super) pending: Option<HostBatch>,
-    pub(super) inserted: u64,
-    pub(super) sampled: u64,
-    pub(super) start: usize,
     pub(super) throttled_since: Option<Instant>,
     pub(super) starving: bool,
     pub(super) warned: bool,
@@ -34,21 +30,11 @@ pub(super) struct BufferWorker {
 
 impl BufferWorker {
     pub(super) fn new(sh: Arc<Shared>, id: usize, inc: u32) -> Result<Self> {
-        let cfg = &sh.cfg;
-        let spec = task_spec(&cfg.task.name)?;
         // Requests still queued (sent before this incarnation started) are answered by `step`.
         let restored = sh.initial_replay.lock().expect("replay lock")[id].take();
-        let replay = restored.unwrap_or_else(|| {
-            ReplayBuffer::new(cfg.algo.buffer_capacity, spec.obs_dim, spec.act_dim)
-        });
-        let start = cfg.algo.warmup_samples.div_ceil(cfg.runtime.buffers).max(1);
         Ok(Self {
-            rng: Pcg64Mcg::seed_from_u64(sh.seed(STREAM_BUFFER, id, inc)),
-            inserted: replay.len() as u64,
-            replay,
+            core: BufferCore::new(&sh.cfg, restored, sh.seed(WorkerStream::Buffer, id, inc))?,
             pending: None,
-            sampled: 0,
-            start,
             throttled_since: None,
             starving: false,
             warned: false,
@@ -58,26 +44,12 @@ impl BufferWorker {
     }
 
     pub(super) fn insert(&mut self, e: Experience) {
-        self.replay.push_rows(
-            &e.obs,
-            &e.act,
-            &e.rew,
-            &e.next_obs,
-            &e.terminated,
-            &e.truncated,
-        );
-        let n = e.rew.len() as u64;
-        self.inserted += n;
-        self.sh.stats.inserted.fetch_add(n, Ordering::Relaxed);
-        self.sh.stored[self.id].store(self.replay.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Whether the samples-per-insert bound allows another batch.
-    pub(super) fn rate_ok(&self) -> bool {
-        let spi = self.sh.cfg.runtime.samples_per_insert;
-        spi <= 0.0
-            || (self.sampled + self.sh.cfg.algo.batch_size as u64) as f64
-                <= spi * self.inserted as f64
+        self.core.insert(&e);
+        self.sh
+            .stats
+            .inserted
+            .fetch_add(e.len() as u64, Ordering::Relaxed);
+        self.sh.stored[self.id].store(self.core.len() as u64, Ordering::Relaxed);
     }
 
     pub(super) fn set_throttled(&mut self, on: bool) {
@@ -93,8 +65,8 @@ impl BufferWorker {
                         "async: buffer #{} throttled: replayed {} / inserted {} transitions would exceed \
                          runtime.samples_per_insert = {}; waiting for actors",
                         self.id,
-                        self.sampled,
-                        self.inserted,
+                        self.core.sampled(),
+                        self.core.inserted(),
                         self.sh.cfg.runtime.samples_per_insert
                     );
                 }
@@ -135,7 +107,7 @@ impl Worker for BufferWorker {
     fn step(&mut self) -> Result<Flow> {
         match self.sh.ctl_rx[self.id].try_recv() {
             Ok(Ctl::Snapshot(reply)) => {
-                let _ = reply.send(self.replay.clone());
+                let _ = reply.send(self.core.replay().clone());
             }
             Err(TryRecvError::Empty) => {}
             Err(TryRecvError::Disconnected) => return Ok(Flow::Stop),
@@ -144,14 +116,11 @@ impl Worker for BufferWorker {
         while let Ok(e) = inbox.try_recv() {
             self.insert(e);
         }
-        self.set_starving(self.replay.len() < self.start);
-        if self.pending.is_none() && self.replay.len() >= self.start {
-            if self.rate_ok() {
+        self.set_starving(!self.core.is_warm());
+        if self.pending.is_none() && self.core.is_warm() {
+            if self.core.rate_ok() {
                 self.set_throttled(false);
-                let b = self
-                    .replay
-                    .sample(self.sh.cfg.algo.batch_size, &mut self.rng);
-                self.pending = Some(b);
+                self.pending = Some(self.core.sample());
             } else {
                 self.set_throttled(true);
             }
@@ -159,8 +128,7 @@ impl Worker for BufferWorker {
         match self.pending.take() {
             Some(b) => match self.sh.exp_tx.send_timeout(b, BATCH_OFFER) {
                 Ok(()) => {
-                    let n = self.sh.cfg.algo.batch_size as u64;
-                    self.sampled += n;
+                    let n = self.core.count_delivered();
                     self.sh.stats.sampled.fetch_add(n, Ordering::Relaxed);
                     self.sh.stats.batches.fetch_add(1, Ordering::Relaxed);
                 }

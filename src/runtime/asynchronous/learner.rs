@@ -1,4 +1,5 @@
-//! The learner role: computes tagged gradients from batches.
+//! The learner thread: a [`LearnerCore`] fed by the experience queue, refreshing its
+//! parameters from the store before each gradient.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,20 +10,16 @@ use super::POLL;
 use super::shared::{Flow, Shared, Worker};
 use super::snapshot::VariableSource;
 use super::transport::{
-    BatchSource, ChannelBatchSource, ChannelGradientSink, GradientSink, Polled, TaggedGrads,
+    BatchSource, ChannelBatchSource, ChannelGradientSink, GradientSink, Polled,
 };
-use crate::algo::{Learner, Nets, Params};
-use crate::config::{AlgoName, FaultTarget};
-use crate::env::{make_env, make_model, task_spec};
-use crate::runtime::seeds::STREAM_LEARNER;
+use crate::config::FaultTarget;
+use crate::runtime::roles::LearnerCore;
+use crate::runtime::roles::WorkerStream;
 
-/// A learner: its parameter copy, targets/gradients engine and batch counter.
+/// A learner thread's state: the role object, its batch source and gradient sink.
 pub(super) struct LearnerWorker {
     pub(super) sh: Arc<Shared>,
-    pub(super) learner: Learner,
-    pub(super) params: Params,
-    pub(super) version: u64,
-    pub(super) made: u64,
+    pub(super) core: LearnerCore,
     pub(super) poison_at: Option<u64>,
     pub(super) source: Box<dyn BatchSource>,
     pub(super) sink: Box<dyn GradientSink>,
@@ -30,23 +27,9 @@ pub(super) struct LearnerWorker {
 
 impl LearnerWorker {
     pub(super) fn new(sh: Arc<Shared>, id: usize, inc: u32) -> Result<Self> {
-        let cfg = &sh.cfg;
-        let nets = Nets::new(cfg, &task_spec(&cfg.task.name)?);
-        let model = make_model(&cfg.task.name, cfg.task.model_mismatch)?;
-        let seed = sh.seed(STREAM_LEARNER, id, inc);
-        let n_step_env = match cfg.algo.name {
-            AlgoName::MpgV1 | AlgoName::Ndpg | AlgoName::Nadp => {
-                Some(make_env(&cfg.task.name, cfg.algo.batch_size, seed)?)
-            }
-            _ => None,
-        };
-        let learner = Learner::new(nets, cfg, model, n_step_env, seed);
-        let snap = sh.store.latest();
+        let seed = sh.seed(WorkerStream::Learner, id, inc);
         Ok(Self {
-            params: snap.params(),
-            version: snap.version,
-            learner,
-            made: 0,
+            core: LearnerCore::new(&sh.cfg, seed, &sh.store.latest())?,
             poison_at: sh
                 .fault
                 .filter(|f| f.target == FaultTarget::Learner && f.id == id && inc == 0)
@@ -59,10 +42,8 @@ impl LearnerWorker {
     }
 
     pub(super) fn sync(&mut self) {
-        if self.sh.store.version() != self.version {
-            let s = self.sh.store.latest();
-            self.params = s.params();
-            self.version = s.version;
+        if self.sh.store.version() != self.core.version() {
+            self.core.set_params(&self.sh.store.latest());
         }
     }
 }
@@ -75,8 +56,7 @@ impl Worker for LearnerWorker {
             Polled::Closed => return Ok(Flow::Stop),
         };
         self.sync();
-        let tb = self.learner.targets(&self.params, batch);
-        let delay = self.sh.cfg.algo.policy_delay;
+        let tb = self.core.targets(batch);
         for r in 0..self.sh.cfg.algo.batch_reuse {
             if self.sh.stop.load(Ordering::Relaxed) {
                 return Ok(Flow::Stop);
@@ -84,19 +64,12 @@ impl Worker for LearnerWorker {
             if r > 0 {
                 self.sync();
             }
-            let policy_step = self.made.is_multiple_of(delay);
-            let mut grads = self
-                .learner
-                .compute(&self.params, &tb, self.version, policy_step);
-            if self.poison_at == Some(self.made) {
-                grads.stats.q_loss = f64::NAN;
+            let made = self.core.made();
+            let mut g = self.core.gradient(&tb);
+            if self.poison_at == Some(made) {
+                g.grads.stats.q_loss = f64::NAN;
             }
-            self.made += 1;
             self.sh.stats.grads.fetch_add(1, Ordering::Relaxed);
-            let g = TaggedGrads {
-                grads,
-                version: self.version,
-            };
             if !self.sink.send(g, &self.sh.stop) {
                 return Ok(Flow::Stop);
             }

@@ -2,6 +2,9 @@
 //! bounded channels. `runtime.mode = "async"` selects it.
 //!
 //! # Roles and what each thread owns
+//! Each worker thread drives a step-wise role object of [`crate::runtime::roles`] (the Ray
+//! driver, `python -m mixpg.ray`, drives the same ones); the thread adds the channels, pacing
+//! and supervision below.
 //! - **Optimizer** (the thread that calls [`AsyncTrainer::run`]): owns the latest parameters
 //!   and Adam states ([`Agent`](crate::algo::Agent)), the receiving end of the gradient queue, the progress log and
 //!   the checkpoints. Its update loop takes one gradient at a time, applies it
@@ -97,7 +100,6 @@ mod actor;
 mod buffer;
 mod learner;
 mod optimizer;
-mod runtime_log;
 mod shared;
 mod snapshot;
 mod supervisor;
@@ -105,6 +107,7 @@ mod transport;
 
 use std::time::Duration;
 
+pub use super::roles::RUNTIME_COLUMNS;
 pub use optimizer::{AsyncTrainer, RunSummary};
 
 /// Longest blocking wait before a role re-checks the stop flag.
@@ -125,23 +128,3 @@ pub(super) const SNAPSHOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const SNAPSHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a snapshot request is sent again after its reader died (a buffer restarted).
 pub(super) const MAX_SNAPSHOT_RESENDS: u32 = 3;
-/// Columns of `runtime.csv`.
-pub const RUNTIME_COLUMNS: [&str; 17] = [
-    "iteration",
-    "wall_s",
-    "grad_queue",
-    "experience_queue",
-    "stored",
-    "inserted",
-    "sampled",
-    "throttle_events",
-    "throttled_s",
-    "actor_steps_per_s",
-    "batches_per_s",
-    "grads_per_s",
-    "updates_per_s",
-    "staleness_mean",
-    "staleness_max",
-    "restarts",
-    "spi",
-];

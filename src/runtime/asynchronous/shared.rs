@@ -12,7 +12,7 @@ use super::supervisor::Event;
 use super::transport::{Experience, TaggedGrads};
 use crate::config::{Config, FaultSpec, FaultTarget};
 use crate::replay::{HostBatch, ReplayBuffer};
-use crate::runtime::seeds::derive_seed;
+use crate::runtime::roles::{WorkerStream, worker_seed};
 
 /// Worker roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,15 +102,12 @@ pub(super) struct Shared {
     pub(super) initial_replay: Mutex<Vec<Option<ReplayBuffer>>>,
     pub(super) buffer_alive: Vec<AtomicBool>,
     pub(super) fault: Option<FaultSpec>,
-    pub(super) seed_base: u64,
+    pub(super) train_seed: u64,
     pub(super) start_version: u64,
 }
 
 impl Shared {
-    pub(super) fn seed(&self, stream: u64, id: usize, incarnation: u32) -> u64 {
-        derive_seed(
-            derive_seed(self.seed_base, stream),
-            ((id as u64) << 16) | incarnation as u64,
-        )
+    pub(super) fn seed(&self, stream: WorkerStream, id: usize, incarnation: u32) -> u64 {
+        worker_seed(self.train_seed, self.start_version, stream, id, incarnation)
     }
 }

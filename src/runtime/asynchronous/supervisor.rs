@@ -15,7 +15,7 @@ use super::actor::ActorWorker;
 use super::buffer::BufferWorker;
 use super::learner::LearnerWorker;
 use super::shared::{Ctl, Flow, Role, Shared, Stats, Worker};
-use super::snapshot::{ParamStore, Snapshot};
+use super::snapshot::ParamStore;
 use super::transport::TaggedGrads;
 use super::{
     BUFFER_INBOX, MAX_RESTARTS, MAX_SNAPSHOT_RESENDS, POLL, SNAPSHOT_REPLY_TIMEOUT,
@@ -23,7 +23,7 @@ use super::{
 };
 use crate::config::{Config, FaultSpec, OnPanic};
 use crate::replay::ReplayBuffer;
-use crate::runtime::seeds::derive_seed;
+use crate::runtime::roles::{RuntimeCounters, Snapshot};
 
 /// How a worker thread ended.
 #[derive(Debug)]
@@ -165,7 +165,7 @@ impl Supervisor {
             initial_replay: Mutex::new(replay),
             buffer_alive: (0..r.buffers).map(|_| AtomicBool::new(false)).collect(),
             fault: r.inject_panic.as_deref().and_then(FaultSpec::parse),
-            seed_base: derive_seed(cfg.train.seed ^ 0xA5A5, k),
+            train_seed: cfg.train.seed,
             start_version: k,
         });
         let mut sup = Self {
@@ -267,6 +267,30 @@ impl Supervisor {
             out.push(got);
         }
         Ok(out)
+    }
+
+    /// Environment steps collected in this session.
+    pub(super) fn env_steps(&self) -> u64 {
+        self.sh.stats.env_steps.load(Ordering::Relaxed)
+    }
+
+    /// Queue depths and counters for `runtime.csv`.
+    pub(super) fn counters(&self) -> RuntimeCounters {
+        let st = &self.sh.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RuntimeCounters {
+            grad_queue: self.grad_rx.len() as u64,
+            experience_queue: self.sh.exp_rx.len() as u64,
+            stored: self.sh.stored.iter().map(get).sum(),
+            env_steps: get(&st.env_steps),
+            inserted: get(&st.inserted),
+            sampled: get(&st.sampled),
+            batches: get(&st.batches),
+            grads: get(&st.grads),
+            throttle_events: get(&st.throttle_events),
+            throttled_s: get(&st.throttled_us) as f64 * 1e-6,
+            restarts: get(&st.restarts),
+        }
     }
 
     /// Stop every worker and join the threads.

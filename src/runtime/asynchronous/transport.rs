@@ -8,34 +8,8 @@ use rand::Rng;
 use rand_pcg::Pcg64Mcg;
 
 use super::POLL;
-use crate::algo::Grads;
 use crate::replay::HostBatch;
-
-/// A block of transitions from one actor collection (row-major, one row per agent-step).
-#[derive(Debug, Clone, Default)]
-pub(super) struct Experience {
-    /// Observations.
-    pub obs: Vec<f32>,
-    /// Actions taken (with exploration).
-    pub act: Vec<f32>,
-    /// Unscaled rewards.
-    pub rew: Vec<f32>,
-    /// Next observations.
-    pub next_obs: Vec<f32>,
-    /// Failure flags.
-    pub terminated: Vec<bool>,
-    /// Time-limit flags.
-    pub truncated: Vec<bool>,
-}
-
-/// A gradient tagged with the parameter version it was computed from.
-#[derive(Debug, Clone)]
-pub(super) struct TaggedGrads {
-    /// The gradients and their stats.
-    pub grads: Grads,
-    /// Version of the snapshot used.
-    pub version: u64,
-}
+pub(super) use crate::runtime::roles::{Experience, TaggedGrads};
 
 /// Outcome of a blocking receive with a timeout.
 #[derive(Debug)]

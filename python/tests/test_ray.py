@@ -1,0 +1,286 @@
+"""The Ray runtime (``mixpg.ray``): a local run learns path tracking, a two-node cluster with
+the learners pinned to the second node, a killed learner restarted by Ray, and checkpoints
+moving between Ray and the CLI's thread runtime in both directions."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import mixpg  # noqa: E402
+import mixpg.ray as mray  # noqa: E402
+
+#: MPG-v2 on path tracking, small enough to learn visibly within a minute on 2 cores.
+PATH_CONFIG = """
+[task]
+name = "path_tracking"
+num_agents = 8
+model_mismatch = true
+reward_scale = 0.01
+[algo]
+name = "mpg_v2"
+gamma = 0.98
+batch_size = 128
+buffer_capacity = 50000
+warmup_samples = 1000
+collect_steps = 16
+collect_interval = 4
+explore_noise = 0.1
+policy_delay = 2
+batch_reuse = 1
+q_lr = { initial = 1e-3, final_lr = 1e-4, steps = 4000 }
+policy_lr = { initial = 3e-4, final_lr = 3e-5, steps = 4000 }
+grad_clip = 3.0
+horizon = 10
+schedule_iterations = 300
+[network]
+hidden = [64, 64]
+[train]
+iterations = 1200
+eval_interval = 400
+checkpoint_interval = 400
+eval_episodes = 4
+log_interval = 20
+seed = 0
+[runtime]
+mode = "ray"
+actors = 1
+buffers = 2
+learners = 2
+"""
+
+#: The columns of runtime.csv, as the thread runtime writes them.
+RUNTIME_COLUMNS = ["iteration", "wall_s", "grad_queue", "experience_queue", "stored", "inserted",
+                   "sampled", "throttle_events", "throttled_s", "actor_steps_per_s",
+                   "batches_per_s", "grads_per_s", "updates_per_s", "staleness_mean",
+                   "staleness_max", "restarts", "spi"]
+
+#: The evaluation column of progress.csv.
+EVAL = "eval_return_mean"
+
+#: Object store per Ray node in these tests (small: the machine is shared).
+STORE = 150 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, object_store_memory=STORE, include_dashboard=False,
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def path_config(tmp_path: Path) -> Path:
+    p = tmp_path / "path.toml"
+    p.write_text(PATH_CONFIG)
+    return p
+
+
+def evals(run: Path) -> list[tuple[int, float]]:
+    p = mixpg.read_progress(run)
+    return [(int(k), float(m)) for k, m in zip(p["iteration"], p[EVAL]) if m == m]
+
+
+def iterations(run: Path) -> list[int]:
+    return [int(k) for k in mixpg.read_progress(run)["iteration"]]
+
+
+def runtime_rows(run: Path) -> list[dict]:
+    with open(run / "runtime.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_local_ray_run_improves_path_tracking(local_ray, path_config, tmp_path):
+    run = tmp_path / "run"
+    s = mray.train(path_config, run, quiet=True)
+    assert s["iterations"] == 1200 and not s["stopped_early"]
+    e = evals(run)
+    assert [k for k, _ in e] == [0, 400, 800, 1200], e
+    assert e[-1][1] > e[0][1], f"no improvement over the initial policy: {e}"
+    rt = runtime_rows(run)
+    assert rt and list(rt[0]) == RUNTIME_COLUMNS
+    assert any(r["staleness_mean"] for r in rt), "no staleness logged"
+    cfg = (run / "config.toml").read_text()
+    assert 'mode = "ray"' in cfg
+    assert s["staleness_max"] >= 1 and s["transfer_ms_mean"] >= 0.0
+
+
+@pytest.mark.parametrize("role", ["learner", "buffer", "actor"])
+def test_a_killed_role_is_restarted_and_the_run_completes(local_ray, path_config, tmp_path,
+                                                          role):
+    run = tmp_path / "run"
+    killed = threading.Event()
+
+    def kill_later(h):
+        opt = h["optimizer"]
+
+        def go():
+            deadline = time.time() + 120
+            while opt.iteration < 100 and time.time() < deadline:
+                time.sleep(0.05)
+            ray.kill(h[role + "s"][0], no_restart=False)
+            killed.set()
+
+        threading.Thread(target=go, daemon=True).start()
+
+    s = mray.train(path_config, run, quiet=True, iterations=400, on_start=kill_later)
+    assert killed.is_set()
+    assert s["iterations"] == 400
+    assert s["restarts"] >= 1, s
+    log = (run / "ray.log").read_text()
+    assert f"restarted {role} #0" in log, log
+    # Gradients kept coming after the restart: the last evaluation happened.
+    assert evals(run)[-1][0] == 400
+
+
+def test_a_stop_request_leaves_a_loadable_checkpoint(local_ray, path_config, tmp_path):
+    run = tmp_path / "run"
+
+    def stop_later(h):
+        opt = h["optimizer"]
+
+        def go():
+            while opt.iteration < 150:
+                time.sleep(0.02)
+            opt.request_stop()
+
+        threading.Thread(target=go, daemon=True).start()
+
+    s = mray.train(path_config, run, quiet=True, on_start=stop_later)
+    assert s["stopped_early"] and 150 <= s["iterations"] < 1200
+    k = s["iterations"]
+    assert (run / "checkpoints" / f"ckpt-{k:09d}").is_dir()
+    assert mixpg.load_policy(run).iteration == k
+    assert iterations(run)[-1] == k
+
+
+def test_sigint_stops_the_driver_with_a_checkpoint(path_config, tmp_path):
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "mixpg.ray", "train", "--config",
+                          str(path_config), "--out", str(run), "--iterations", "100000",
+                          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                l.startswith("200,") for l in _lines(run / "progress.csv")):
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert "stopped early" in err
+    k = iterations(run)[-1]
+    assert k >= 200 and (run / "checkpoints" / f"ckpt-{k:09d}").is_dir()
+    assert mixpg.load_policy(run).iteration == k
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def test_ray_checkpoint_resumes_with_the_cli_and_back(local_ray, path_config, tmp_path, cli):
+    run = tmp_path / "run"
+    mray.train(path_config, run, quiet=True, iterations=400,
+               overrides=["train.checkpoint_interval=200", "train.eval_interval=200"])
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts[-1] == "ckpt-000000400", ckpts
+    # Longer budget, then the CLI (thread runtime) continues the Ray run, buffers included.
+    text = (run / "config.toml").read_text().replace("iterations = 400", "iterations = 600", 1)
+    (run / "config.toml").write_text(text)
+    p = subprocess.run([str(cli), "resume", "--run", str(run)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "a Ray run, continued by the thread runtime" in p.stderr
+    assert iterations(run)[-1] == 600
+    # ... and Ray continues the CLI's checkpoint.
+    text = (run / "config.toml").read_text().replace("iterations = 600", "iterations = 800", 1)
+    (run / "config.toml").write_text(text)
+    s = mray.resume(run, quiet=True)
+    assert s["iterations"] == 200
+    its = iterations(run)
+    assert its[-1] == 800 and its == sorted(set(its)), its
+
+
+def test_a_cli_async_run_resumes_on_ray(local_ray, path_config, tmp_path, cli):
+    run = tmp_path / "cli"
+    p = subprocess.run([str(cli), "train", "--config", str(path_config), "--out", str(run),
+                        "--iterations", "200", "--set", 'runtime.mode="async"',
+                        "--set", "train.checkpoint_interval=200"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    text = (run / "config.toml").read_text().replace("iterations = 200", "iterations = 300", 1)
+    (run / "config.toml").write_text(text)
+    s = mray.resume(run, quiet=True)
+    assert s["iterations"] == 100
+    assert iterations(run)[-1] == 300
+
+
+def test_the_cli_says_ray_mode_runs_from_python(path_config, tmp_path, cli):
+    p = subprocess.run([str(cli), "train", "--config", str(path_config), "--out",
+                        str(tmp_path / "x")], capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "python -m mixpg.ray train" in p.stderr
+
+
+def test_two_node_cluster_runs_the_learners_on_the_second_node(path_config, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "object_store_memory": STORE, "include_dashboard": False})
+    second = cluster.add_node(num_cpus=2, object_store_memory=STORE,
+                              resources={"learner_node": 2})
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        run = tmp_path / "run"
+        # Each batch reused twice: the learners keep it between calls.
+        s = mray.train(path_config, run, quiet=True, iterations=200,
+                       overrides=["algo.batch_reuse=2"], learner_resources={"learner_node": 1})
+        assert s["iterations"] == 200
+        node = second.node_id
+        assert s["gradients_by_node"].get(node, 0) > 0, (node, s["gradients_by_node"])
+        assert set(s["gradients_by_node"]) == {node}, "a learner ran outside the second node"
+        log = (run / "ray.log").read_text()
+        assert f"gradients from node {node}:" in log, log
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_unplaceable_learners_fail_with_a_clear_error(local_ray, path_config, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setattr(mray, "PLACEMENT_TIMEOUT_S", 3.0)
+    with pytest.raises(RuntimeError, match="learners did not start within 3 s"):
+        mray.train(path_config, tmp_path / "run", quiet=True,
+                   learner_resources={"no_such_node": 1})
+
+
+def test_bad_input_is_a_clear_error(tmp_path, path_config):
+    missing = tmp_path / "missing.toml"
+    p = subprocess.run([sys.executable, "-m", "mixpg.ray", "train", "--config", str(missing),
+                        "--out", str(tmp_path / "a")], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.startswith("error:") and "Traceback" not in p.stderr
+    assert "missing.toml" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "mixpg.ray", "train", "--config",
+                        str(path_config), "--out", str(tmp_path / "b"),
+                        "--set", "runtime.grad_max_reuse=3"], capture_output=True, text=True)
+    assert p.returncode == 1 and "grad_max_reuse" in p.stderr, p.stderr
+    p = subprocess.run([sys.executable, "-m", "mixpg.ray", "resume", "--run",
+                        str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.startswith("error:"), p.stderr
