@@ -133,6 +133,7 @@ fn tagged_gradient_bytes_round_trip() {
             assert_eq!(back.grads.stats.q_loss, g.grads.stats.q_loss);
             assert_eq!(back.grads.stats.policy_loss, g.grads.stats.policy_loss);
             assert_eq!(back.grads.stats.pi_grad_norm, g.grads.stats.pi_grad_norm);
+            assert_eq!(back.grads.stats.model_error, g.grads.stats.model_error);
             assert_decode_fails(&b, |x| TaggedGrads::from_bytes(x).is_ok());
         }
     }

@@ -365,6 +365,7 @@ impl TaggedGrads {
         w.f64(s.terminated_frac);
         w.f64(s.q_grad_norm);
         w.opt_f64(s.pi_grad_norm);
+        w.f64(s.model_error);
         w.finish()
     }
 
@@ -383,6 +384,7 @@ impl TaggedGrads {
             terminated_frac: r.f64()?,
             q_grad_norm: r.f64()?,
             pi_grad_norm: r.opt_f64()?,
+            model_error: r.f64()?,
         };
         r.end()?;
         Ok(Self {
