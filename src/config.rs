@@ -444,7 +444,7 @@ fn d_schedule_t() -> u64 {
     9000
 }
 fn d_rollout_grad() -> RolloutGradient {
-    RolloutGradient::AllActions
+    RolloutGradient::FirstAction
 }
 fn d_value_target() -> ValueTarget {
     ValueTarget::Env

@@ -55,6 +55,9 @@ fn loss_value(nets: &Nets, cfg: &Config, p: &Params, pi: &ParamSet, obs: &[f32],
 }
 
 fn policy_grad(nets: &Nets, cfg: &Config, p: &Params, obs: &[f32], k: u64) -> Vec<Vec<f32>> {
+    // The networks of `cfg`'s algorithm (the fused path dispatches on them), same shapes as
+    // `nets`, so the parameters `p` of another algorithm's setup apply.
+    let nets = &Nets::new(cfg, &nets.spec);
     let model = make_model(&cfg.task.name, cfg.task.model_mismatch).unwrap();
     let mut rng = Pcg64Mcg::seed_from_u64(11);
     let ctx = PolicyCtx {
@@ -218,7 +221,10 @@ fn mpg_gradient_is_the_weighted_ndpg_and_nadp_gradients() {
 fn first_action_mode_differs_from_full_bptt() {
     // Same weights, same batch: only the way later rollout actions enter the gradient differs.
     let sets = ["network.hidden=[16, 16]", "algo.horizon=6"];
-    let all = lqr_config("mpg_v1", &sets);
+    let all = lqr_config(
+        "mpg_v1",
+        &[sets[0], sets[1], "algo.rollout_gradient=all_actions"],
+    );
     let first = lqr_config(
         "mpg_v1",
         &[sets[0], sets[1], "algo.rollout_gradient=first_action"],

@@ -21,7 +21,7 @@ fn defaults_are_the_papers() {
     assert_eq!(c.algo.gamma, 0.98);
     assert_eq!(c.algo.batch_size, 256);
     assert_eq!(c.algo.horizon, 25);
-    assert_eq!(c.algo.rollout_gradient, RolloutGradient::AllActions);
+    assert_eq!(c.algo.rollout_gradient, RolloutGradient::FirstAction);
     assert_eq!(c.train.eval_interval, 3000);
     assert_eq!(c.network.hidden, vec![256, 256]);
     assert_eq!(c.schedule_exponent(), 25);
@@ -55,13 +55,13 @@ fn bad_values_are_named() {
 fn overrides_apply_and_resolved_config_round_trips() {
     let sets = vec![
         "algo.gamma=0.9".to_string(),
-        "algo.rollout_gradient=first_action".to_string(),
+        "algo.rollout_gradient=all_actions".to_string(),
         "network.hidden=[32, 32]".to_string(),
         "train.seed=7".to_string(),
     ];
     let c = Config::from_toml_str(MIN, &sets).unwrap();
     assert_eq!(c.algo.gamma, 0.9);
-    assert_eq!(c.algo.rollout_gradient, RolloutGradient::FirstAction);
+    assert_eq!(c.algo.rollout_gradient, RolloutGradient::AllActions);
     assert_eq!(c.network.hidden, vec![32, 32]);
     assert_eq!(c.train.seed, 7);
     let again = Config::from_toml_str(&c.to_toml(), &[]).unwrap();
