@@ -106,6 +106,7 @@ collect_interval = 2
 policy_delay = 1
 horizon = 10
 batch_reuse = 1
+rollout_gradient = "all_actions"  # as the shipped MPG-v2 configs
 schedule_iterations = 300
 q_lr = { initial = 2e-3, final_lr = 2e-4, steps = 2000 }
 policy_lr = { initial = 1e-3, final_lr = 1e-4, steps = 2000 }
