@@ -12,6 +12,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
@@ -124,7 +125,7 @@ pub fn plot_bias(path: &Path, rows: &[BiasRow], model_horizon: usize) -> Result<
         .margin(14)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d(0f64..hmax, (ymin..ymax).log_scale())?;
+        .build_cartesian_2d(0f64..hmax, log_axis(ymin, ymax))?;
     chart
         .configure_mesh()
         .x_desc("Model rollout horizon n")
@@ -166,7 +167,7 @@ pub fn plot_bias(path: &Path, rows: &[BiasRow], model_horizon: usize) -> Result<
         .x_label_area_size(50)
         .y_label_area_size(80)
         .right_y_label_area_size(60)
-        .build_cartesian_2d(0f64..xmax, (ymin..ymax).log_scale())?
+        .build_cartesian_2d(0f64..xmax, log_axis(ymin, ymax))?
         .set_secondary_coord(0f64..xmax, 0f64..1.0);
     chart
         .configure_mesh()
@@ -245,4 +246,21 @@ pub fn plot_bias(path: &Path, rows: &[BiasRow], model_horizon: usize) -> Result<
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// A log-scaled axis over `[lo, hi]` with ticks at 1, 2 and 5 times each power of ten inside it
+/// (plotters labels only the powers of ten, often a single tick on these ranges).
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let t = m * decade;
+            if (lo..=hi).contains(&t) {
+                ticks.push(t);
+            }
+        }
+        decade *= 10.0;
+    }
+    (lo..hi).log_scale().with_key_points(ticks)
 }
