@@ -11,7 +11,7 @@ use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mixpg::algo::policy::{self, PolicyCtx};
 use mixpg::algo::{Agent, Learner, Nets, bptt};
 use mixpg::config::Config;
-use mixpg::env::{make_model, task_spec};
+use mixpg::env::{PriorModel, make_model, task_spec};
 use mixpg::nn::{self, device, tensor2};
 use mixpg::replay::HostBatch;
 use rand::{Rng, SeedableRng};
@@ -99,8 +99,34 @@ fn update_group(c: &mut Criterion, group: &str, kernels: &str, pool: &ThreadPool
     g.finish();
 }
 
-/// One H = 25 BPTT actor update (model-return gradient + Adam step) on `task` with eq. (6)'s
-/// `first_action` reading (only `a_0 = π_θ(s_0)` carries `∇θ`, as MPG's reference code) and
+/// What an actor-update bench works on: config, prior model, networks, agent and a random
+/// batch of 256 observations.
+struct ActorSetup {
+    cfg: Config,
+    model: Box<dyn PriorModel>,
+    nets: Nets,
+    agent: Agent,
+    obs: Vec<f32>,
+}
+
+fn actor_setup(cfg: Config, task: &str, rng: &mut Pcg64Mcg) -> ActorSetup {
+    let spec = task_spec(task).unwrap();
+    let model = make_model(task, cfg.task.model_mismatch).unwrap();
+    let nets = Nets::new(&cfg, &spec);
+    let agent = Agent::new(&nets, &cfg, rng);
+    let obs: Vec<f32> = (0..256 * spec.obs_dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    ActorSetup {
+        cfg,
+        model,
+        nets,
+        agent,
+        obs,
+    }
+}
+
+/// One eq. (6) `first_action` BPTT update (H = 25, weight 1, Adam step) on `task` with
 /// `network.kernels = kernels` at batch 256, on `pool`.
 fn first_action_bench(
     g: &mut BenchmarkGroup<WallTime>,
@@ -109,30 +135,23 @@ fn first_action_bench(
     pool: &ThreadPool,
     rng: &mut Pcg64Mcg,
 ) {
-    let cfg = config(task, "nadp", "nadp", kernels);
-    let spec = task_spec(task).unwrap();
-    let model = make_model(task, cfg.task.model_mismatch).unwrap();
-    let nets = Nets::new(&cfg, &spec);
-    let mut agent = Agent::new(&nets, &cfg, rng);
-    let obs: Vec<f32> = (0..256 * spec.obs_dim)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let mut s = actor_setup(config(task, "nadp", "nadp", kernels), task, rng);
     let workspace = bptt::Workspace::default();
     g.bench_function(name, |bench| {
         bench.iter(|| {
             pool.install(|| {
                 let ctx = PolicyCtx {
-                    nets: &nets,
-                    cfg: &cfg,
-                    p: &agent.params,
-                    model: model.as_ref(),
+                    nets: &s.nets,
+                    cfg: &s.cfg,
+                    p: &s.agent.params,
+                    model: s.model.as_ref(),
                     bptt: &workspace,
                 };
                 let (grads, _) = match kernels {
-                    "fused" => bptt::model_return_grad(ctx, &obs, false, 1.0, rng),
-                    _ => policy::model_return_grad_autodiff(ctx, &obs, false, 1.0, rng),
+                    "fused" => bptt::model_return_grad(ctx, &s.obs, false, 1.0, rng),
+                    _ => policy::model_return_grad_autodiff(ctx, &s.obs, false, 1.0, rng),
                 };
-                agent.pi_adam.apply(&mut agent.params.pi, &grads);
+                s.agent.pi_adam.apply(&mut s.agent.params.pi, &grads);
             })
         })
     });
@@ -147,27 +166,20 @@ fn actor_bench(
     pool: &ThreadPool,
     rng: &mut Pcg64Mcg,
 ) {
-    let cfg = config(task, file, algo, kernels);
-    let spec = task_spec(task).unwrap();
-    let model = make_model(task, cfg.task.model_mismatch).unwrap();
-    let nets = Nets::new(&cfg, &spec);
-    let mut agent = Agent::new(&nets, &cfg, rng);
-    let obs: Vec<f32> = (0..256 * spec.obs_dim)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let mut s = actor_setup(config(task, file, algo, kernels), task, rng);
     let workspace = bptt::Workspace::default();
     g.bench_function(name, |bench| {
         bench.iter(|| {
             pool.install(|| {
                 let ctx = PolicyCtx {
-                    nets: &nets,
-                    cfg: &cfg,
-                    p: &agent.params,
-                    model: model.as_ref(),
+                    nets: &s.nets,
+                    cfg: &s.cfg,
+                    p: &s.agent.params,
+                    model: s.model.as_ref(),
                     bptt: &workspace,
                 };
-                let out = policy::gradient(ctx, &obs, 0, rng);
-                agent.pi_adam.apply(&mut agent.params.pi, &out.grads);
+                let out = policy::gradient(ctx, &s.obs, 0, rng);
+                s.agent.pi_adam.apply(&mut s.agent.params.pi, &out.grads);
             })
         })
     });
