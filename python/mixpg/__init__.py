@@ -1,7 +1,8 @@
 """mixpg: Mixed Policy Gradient (MPG) from Python.
 
 A thin layer over the Rust library (the ``mixpg._native`` extension): train a run as
-``mixpg train`` does, run an experiment grid as ``mixpg bench`` does, read a run's progress,
+``mixpg train`` does, run an experiment grid as ``mixpg bench`` does, write a report as
+``mixpg report`` does, measure Theorem 2 as ``mixpg analyze-bias`` does, read a run's progress,
 load its policy as a numpy callable, and use the tasks as Gymnasium environments
 (``import mixpg`` registers ``mixpg/PathTracking-v0`` and ``mixpg/InvertedPendulum-v0``).
 :mod:`mixpg.ray` runs the asynchronous architecture on Ray (``python -m mixpg.ray``).
@@ -24,9 +25,11 @@ from .envs import register_envs
 __all__ = [
     "Policy",
     "VecEnv",
+    "analyze_bias",
     "bench",
     "load_policy",
     "read_progress",
+    "report",
     "task_info",
     "tasks",
     "train",
@@ -108,6 +111,40 @@ def bench(
         names = ", ".join(f"{r['task']}/{r['algo']}/seed{r['seed']}: {r['error']}" for r in failed)
         raise RuntimeError(f"{len(failed)} of {len(runs)} runs failed: {names}")
     return runs
+
+
+def report(runs: PathLike, out: PathLike) -> list[Path]:
+    """Write the report of every run under ``runs`` into ``out`` as ``mixpg report`` does
+    (``table1.md``/``.csv``, learning curves, convergence and timing plots); returns the files
+    written. Runs of one algorithm that differ in a config key get rows of their own."""
+    return [Path(p) for p in _native.report(os.fspath(runs), os.fspath(out))]
+
+
+def analyze_bias(
+    run: PathLike,
+    out: PathLike | None = None,
+    horizons: Sequence[int] = (0, 1, 2, 5, 10, 25, 50),
+    states: int = 256,
+    reference_horizon: int = 200,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Theorem 2 measured, as ``mixpg analyze-bias`` does: at every checkpoint of a serial run,
+    the relative bias and cosine of the data-driven and model-driven policy gradients against a
+    reference gradient through the exact model. Writes ``bias.csv`` and ``bias.png`` into
+    ``out`` (default: the run directory) and returns one dict per row."""
+    if states < 1 or reference_horizon < 1:
+        raise ValueError("states and reference_horizon must be at least 1")
+    if not horizons or any(int(h) < 0 for h in horizons):
+        raise ValueError("horizons must be a non-empty list of non-negative integers")
+    target = run if out is None else out
+    return _native.analyze_bias(
+        os.fspath(run),
+        os.fspath(target),
+        [int(h) for h in horizons],
+        int(states),
+        int(reference_horizon),
+        int(seed),
+    )
 
 
 def read_progress(run_dir: PathLike) -> dict[str, np.ndarray]:

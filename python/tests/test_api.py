@@ -156,3 +156,27 @@ def test_bench_runs_a_resumable_grid(tmp_path, small_config):
         mixpg.bench(tmp_path / "grid", task="lqr", algos=["nope"], configs=tmp_path / "configs")
     with pytest.raises(ValueError, match="preset"):
         mixpg.bench(tmp_path / "grid", preset="huge")
+
+
+def test_report_and_analyze_bias_match_the_cli(tmp_path, cli, small_config):
+    run = mixpg.train(small_config, tmp_path / "runs" / "run", seed=1,
+                      overrides={"train.keep_checkpoints": 5})
+    files = mixpg.report(tmp_path / "runs", tmp_path / "report")
+    names = {f.name for f in files}
+    assert {"table1.md", "table1.csv", "curves.png"} <= names
+    assert "MPG-v2" in (tmp_path / "report" / "table1.md").read_text()
+
+    rows = mixpg.analyze_bias(run, tmp_path / "bias", horizons=[0, 2], states=8,
+                              reference_horizon=10, seed=3)
+    # Checkpoints at 20, 40 and 60: a data row and model rows at n = 0 and 2 each.
+    assert sorted({r["iteration"] for r in rows}) == [20, 40, 60]
+    assert all(np.isfinite(r["relative_bias"]) and abs(r["cosine"]) <= 1 + 1e-9 for r in rows)
+    subprocess.run([cli, "analyze-bias", "--run", run, "--horizons", "0,2", "--states", "8",
+                    "--reference-horizon", "10", "--seed", "3", "--out", tmp_path / "bias-cli"],
+                   check=True, capture_output=True)
+    assert (tmp_path / "bias" / "bias.csv").read_text() == \
+        (tmp_path / "bias-cli" / "bias.csv").read_text()
+    with pytest.raises(ValueError):
+        mixpg.analyze_bias(run, states=0)
+    with pytest.raises(RuntimeError, match="no checkpoint|does not exist|cannot"):
+        mixpg.analyze_bias(tmp_path / "nope")

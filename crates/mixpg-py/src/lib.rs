@@ -81,6 +81,56 @@ fn train(
     Ok(out)
 }
 
+/// Write the report of every run under `runs` into `out`, as `mixpg report` does (GIL
+/// released); returns the files written.
+#[pyfunction]
+fn report(py: Python<'_>, runs: PathBuf, out: PathBuf) -> PyResult<Vec<PathBuf>> {
+    let summary = py
+        .detach(|| mixpg::report::write_report(&runs, &out))
+        .map_err(runtime_err)?;
+    Ok(summary.files)
+}
+
+/// Measure the policy gradients' bias at every checkpoint of `run`, as `mixpg analyze-bias`
+/// does (GIL released); writes `bias.csv` and `bias.png` into `out` and returns the rows as
+/// dicts.
+#[pyfunction]
+#[pyo3(signature = (run, out, horizons, states, reference_horizon, seed))]
+fn analyze_bias<'py>(
+    py: Python<'py>,
+    run: PathBuf,
+    out: PathBuf,
+    horizons: Vec<usize>,
+    states: usize,
+    reference_horizon: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyList>> {
+    let opts = mixpg::analysis::BiasOptions {
+        horizons,
+        states,
+        reference_horizon,
+        seed,
+    };
+    let rows = py
+        .detach(|| mixpg::analysis::analyze_bias(&run, &opts, &out))
+        .map_err(runtime_err)?;
+    let list = PyList::empty(py);
+    for r in &rows {
+        let d = PyDict::new(py);
+        d.set_item("iteration", r.iteration)?;
+        d.set_item("estimator", &r.estimator)?;
+        d.set_item("horizon", r.horizon)?;
+        d.set_item("relative_bias", r.relative_bias)?;
+        d.set_item("cosine", r.cosine)?;
+        d.set_item("grad_norm", r.grad_norm)?;
+        d.set_item("reference_norm", r.reference_norm)?;
+        d.set_item("w_data", r.w_data)?;
+        d.set_item("w_model", r.w_model)?;
+        list.append(d)?;
+    }
+    Ok(list)
+}
+
 /// Run an experiment grid as `mixpg bench` does (GIL released); one dict per run.
 #[pyfunction(name = "bench")]
 #[pyo3(signature = (out, task=None, algos=Vec::new(), seeds=None, iterations=None, jobs=1,
@@ -397,6 +447,8 @@ impl VecEnv {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(run_bench, m)?)?;
+    m.add_function(wrap_pyfunction!(report, m)?)?;
+    m.add_function(wrap_pyfunction!(analyze_bias, m)?)?;
     m.add_function(wrap_pyfunction!(tasks, m)?)?;
     m.add_function(wrap_pyfunction!(task_info, m)?)?;
     m.add_class::<Policy>()?;
