@@ -445,6 +445,7 @@ fn targets_critic_and_policy_gradients_match_autodiff_on_both_tasks() {
             let tb = TargetBatch {
                 batch: b.clone(),
                 targets: ta.targets,
+                model_error: ta.model_error,
             };
             let ga = la.compute(&p, &tb, k, true);
             let gf = lf.compute(&p, &tb, k, true);

@@ -350,6 +350,8 @@ pub struct TargetBatch {
     pub batch: HostBatch,
     /// Value targets `R^Target(s, a)` (scaled rewards).
     pub targets: Vec<f32>,
+    /// [`model_error`] on the batch (computed once per batch, reported with every gradient).
+    pub model_error: f64,
 }
 
 /// Learner side: computes targets and gradients from a parameter snapshot.
@@ -417,7 +419,12 @@ impl Learner {
         } else {
             targets::one_step(&self.nets, &self.cfg, p, &batch, &mut self.rng)
         };
-        TargetBatch { batch, targets }
+        let model_error = model_error(self.model.as_ref(), &batch);
+        TargetBatch {
+            batch,
+            targets,
+            model_error,
+        }
     }
 
     /// Gradients of iteration `k` from the snapshot `p` on a batch with targets. With more
@@ -471,7 +478,6 @@ impl Learner {
             .map_or(n1, |g2| 0.5 * (n1 + nn::global_norm(g2) as f64));
         let b = &tb.batch;
         let terminated_frac = b.terminated.iter().sum::<f32>() as f64 / b.len.max(1) as f64;
-        let model_error = model_error(self.model.as_ref(), &tb.batch);
         let mut grads = Grads {
             q1: g1,
             q2,
@@ -479,7 +485,7 @@ impl Learner {
                 q_loss: l2.map_or(l1, |l2| 0.5 * (l1 + l2)),
                 terminated_frac,
                 q_grad_norm,
-                model_error,
+                model_error: tb.model_error,
                 ..Default::default()
             },
             ..Default::default()
