@@ -32,6 +32,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+import numpy as np
+
 from . import _native
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -47,6 +49,10 @@ LEARNER_DEPTH = 2
 PLACEMENT_TIMEOUT_S = 300.0
 #: Longest wait for a result before the driver re-checks the stop flag, seconds.
 POLL_S = 0.02
+#: Ray settings of a local Ray this module starts: task results up to 2 MiB (a gradient is
+#: 0.55 MB on path tracking) go to the driver inline, over the task's reply, instead of through
+#: the object store (a create, seal, get and release, each a round trip to the raylet).
+SYSTEM_CONFIG = {"max_direct_call_object_size": 2 << 20}
 
 
 def _require_ray():
@@ -77,7 +83,7 @@ def _roles(ray):
             self.args = (config_toml, env_seed, rng_seed)
             self.core = None
 
-        def collect(self, snapshot: bytes) -> bytes:
+        def collect(self, snapshot: np.ndarray) -> np.ndarray:
             if self.core is None:
                 self.core = _native.Actor(*self.args, snapshot)
             return self.core.collect(snapshot)
@@ -92,11 +98,11 @@ def _roles(ray):
         def restore(self, replay: bytes) -> None:
             self.core = _native.Buffer(self.config_toml, self.seed, replay)
 
-        def insert(self, experience: bytes):
+        def insert(self, experience: np.ndarray):
             n = self.core.insert(experience)
             return (n,) + self.core.status()
 
-        def sample(self) -> Optional[bytes]:
+        def sample(self) -> Optional[np.ndarray]:
             return self.core.try_sample()
 
         def replay_bytes(self) -> bytes:
@@ -110,20 +116,20 @@ def _roles(ray):
             self.core = None
             self.node = ray.get_runtime_context().get_node_id()
 
-        def learn(self, snapshot: bytes, batch: Optional[bytes]):
+        def learn(self, snapshot: np.ndarray, batch: Optional[np.ndarray]):
             """The first gradient of a new batch (kept for ``algo.batch_reuse`` gradients):
-            (node id, [gradient bytes] or [] without a batch, compute seconds, wall clock at
+            (node id, [encoded gradient] or [] without a batch, compute seconds, wall clock at
             return)."""
             if batch is None:
                 return self.node, [], 0.0, time.time()
             return self._step(snapshot, batch)
 
-        def reuse(self, snapshot: bytes):
+        def reuse(self, snapshot: np.ndarray):
             """The next gradient of the kept batch with ``snapshot``'s parameters ([] when it
             is used up)."""
             return self._step(snapshot, None)
 
-        def _step(self, snapshot: bytes, batch: Optional[bytes]):
+        def _step(self, snapshot: np.ndarray, batch: Optional[np.ndarray]):
             t = time.perf_counter()
             if self.core is None:
                 self.core = _native.Learner(*self.args, snapshot)
@@ -457,6 +463,8 @@ def _connect(ray, address: Optional[str]) -> None:
     kwargs: dict[str, Any] = {"log_to_driver": True}
     if address:
         kwargs["address"] = address
+    else:
+        kwargs["_system_config"] = SYSTEM_CONFIG
     ray.init(**kwargs)
 
 
