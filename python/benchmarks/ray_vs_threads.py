@@ -7,8 +7,8 @@ Ray >= 0.8x the thread runtime's updates/s).
 
 Each repeat trains the same config once with ``runtime.mode = "async"`` (threads, through
 ``mixpg.train``) and once with ``runtime.mode = "ray"`` (``mixpg.ray.train`` on a local Ray
-started once with ``--cpus`` CPUs), alternating, into temporary run directories; evaluations
-and checkpoints are moved past the end. Updates/s is taken from ``progress.csv`` between the
+started once with ``--cpus`` CPUs and :data:`mixpg.ray.SYSTEM_CONFIG`), alternating, into
+temporary run directories; evaluations and checkpoints are moved past the end. Updates/s is taken from ``progress.csv`` between the
 first row at or after ``--skip`` iterations (warm-up excluded) and the last row (its wall time
 is taken before the final evaluation). Transfer overhead: for every gradient batch, the time
 from the learner's return (its wall clock) to the driver holding the result, in ms (median);
@@ -50,7 +50,8 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False,
+             _system_config=mray.SYSTEM_CONFIG)
     n = a.iterations
     sets = [f"train.eval_interval={n}", f"train.checkpoint_interval={n}",
             "train.log_interval=10", "train.eval_episodes=1",

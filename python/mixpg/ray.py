@@ -32,6 +32,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+import numpy as np
+
 from . import _native
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -47,6 +49,10 @@ LEARNER_DEPTH = 2
 PLACEMENT_TIMEOUT_S = 300.0
 #: Longest wait for a result before the driver re-checks the stop flag, seconds.
 POLL_S = 0.02
+#: Ray settings of a local Ray this module starts: task results up to 2 MiB (a gradient is
+#: 0.55 MB on path tracking) go to the driver inline, over the task's reply, instead of through
+#: the object store (a create, seal, get and release, each a round trip to the raylet).
+SYSTEM_CONFIG = {"max_direct_call_object_size": 2 << 20}
 
 
 def _require_ray():
@@ -77,7 +83,7 @@ def _roles(ray):
             self.args = (config_toml, env_seed, rng_seed)
             self.core = None
 
-        def collect(self, snapshot: bytes) -> bytes:
+        def collect(self, snapshot: np.ndarray) -> np.ndarray:
             if self.core is None:
                 self.core = _native.Actor(*self.args, snapshot)
             return self.core.collect(snapshot)
@@ -92,11 +98,11 @@ def _roles(ray):
         def restore(self, replay: bytes) -> None:
             self.core = _native.Buffer(self.config_toml, self.seed, replay)
 
-        def insert(self, experience: bytes):
+        def insert(self, experience: np.ndarray):
             n = self.core.insert(experience)
             return (n,) + self.core.status()
 
-        def sample(self) -> Optional[bytes]:
+        def sample(self) -> Optional[np.ndarray]:
             return self.core.try_sample()
 
         def replay_bytes(self) -> bytes:
@@ -104,31 +110,39 @@ def _roles(ray):
 
     class Learner:
         def __init__(self, config_toml: str, seed: int):
-            if restarted():
+            self.reborn = restarted()
+            if self.reborn:
                 seed ^= 0x5EED
             self.args = (config_toml, seed)
             self.core = None
             self.node = ray.get_runtime_context().get_node_id()
 
-        def learn(self, snapshot: bytes, batch: Optional[bytes]):
+        def _news(self) -> bool:
+            """True in the first result of a restarted learner (the driver then knows of the
+            restart even when no task of the dead one was in flight)."""
+            news, self.reborn = self.reborn, False
+            return news
+
+        def learn(self, snapshot: np.ndarray, batch: Optional[np.ndarray]):
             """The first gradient of a new batch (kept for ``algo.batch_reuse`` gradients):
-            (node id, [gradient bytes] or [] without a batch, compute seconds, wall clock at
-            return)."""
+            (node id, [encoded gradient] or [] without a batch, compute seconds, wall clock at
+            return, whether this is a restarted learner's first result)."""
             if batch is None:
-                return self.node, [], 0.0, time.time()
+                return self.node, [], 0.0, time.time(), self._news()
             return self._step(snapshot, batch)
 
-        def reuse(self, snapshot: bytes):
+        def reuse(self, snapshot: np.ndarray):
             """The next gradient of the kept batch with ``snapshot``'s parameters ([] when it
             is used up)."""
             return self._step(snapshot, None)
 
-        def _step(self, snapshot: bytes, batch: Optional[bytes]):
+        def _step(self, snapshot: np.ndarray, batch: Optional[np.ndarray]):
             t = time.perf_counter()
             if self.core is None:
                 self.core = _native.Learner(*self.args, snapshot)
             g = self.core.step(snapshot, batch)
-            return self.node, [] if g is None else [g], time.perf_counter() - t, time.time()
+            return (self.node, [] if g is None else [g], time.perf_counter() - t, time.time(),
+                    self._news())
 
         def node_id(self) -> str:
             return self.node
@@ -287,20 +301,27 @@ class _Driver:
         role = self.role_of.get(actor_id) if isinstance(actor_id, str) else None
         if role is None:
             role = ("actor", i) if kind == "insert" else ("learner", i)
-        if role in self.dead:
+        if self._restarted(role, f"{type(err).__name__}: {err}", type(err).__name__):
             return
-        self.dead.add(role)
-        self.restarts[role] += 1
-        if self.restarts[role] > MAX_RESTARTS:
-            raise RuntimeError(f"{role[0]} #{role[1]} died more than {MAX_RESTARTS} times; "
-                               f"giving up ({type(err).__name__}: {err})")
-        self.counters["restarts"] += 1
-        self.log(f"restarted {role[0]} #{role[1]} ({type(err).__name__}); the run goes on")
         if role[0] == "buffer":
             self.buffer_warm[role[1]] = self.buffer_ready[role[1]] = False
             self.buffer_stored[role[1]] = 0
         if role[0] == "learner":
             self.reuse_left[role[1]] = 0
+
+    def _restarted(self, role: tuple, detail: str, why: str) -> bool:
+        """Count and log a restart of ``role`` once per death (True when already counted);
+        past :data:`MAX_RESTARTS` the run stops with an error."""
+        if role in self.dead:
+            return True
+        self.dead.add(role)
+        self.restarts[role] += 1
+        if self.restarts[role] > MAX_RESTARTS:
+            raise RuntimeError(f"{role[0]} #{role[1]} died more than {MAX_RESTARTS} times; "
+                               f"giving up ({detail})")
+        self.counters["restarts"] += 1
+        self.log(f"restarted {role[0]} #{role[1]} ({why}); the run goes on")
+        return False
 
     def _collect_results(self) -> None:
         if not self.pending:
@@ -320,6 +341,8 @@ class _Driver:
             except self.ray.exceptions.RayActorError as e:
                 self._died(kind, i, e)
                 continue
+            if kind == "learn" and result[-1]:  # died between tasks: no task failed
+                self._restarted(("learner", i), "restarted", "seen in its first result")
             if j is not None:
                 self.dead.discard(("buffer", j))
             self.dead.discard(("actor" if kind == "insert" else "learner", i))
@@ -332,7 +355,7 @@ class _Driver:
                 self._set_throttled(j, warm and not rate_ok)
                 self.buffer_ready[j] = warm and rate_ok
             else:
-                node, grads, compute_s, returned_at = result
+                node, grads, compute_s, returned_at, _ = result
                 if not grads:
                     self.reuse_left[i] = 0
                     if j is not None:  # the buffer had no batch to give
@@ -457,6 +480,8 @@ def _connect(ray, address: Optional[str]) -> None:
     kwargs: dict[str, Any] = {"log_to_driver": True}
     if address:
         kwargs["address"] = address
+    else:
+        kwargs["_system_config"] = SYSTEM_CONFIG
     ray.init(**kwargs)
 
 

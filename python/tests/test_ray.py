@@ -76,7 +76,7 @@ def local_ray():
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=STORE, include_dashboard=False,
-             log_to_driver=False)
+             log_to_driver=False, _system_config=mray.SYSTEM_CONFIG)
     yield
     ray.shutdown()
 
@@ -108,7 +108,11 @@ def test_local_ray_run_improves_path_tracking(local_ray, path_config, tmp_path):
     assert s["iterations"] == 1200 and not s["stopped_early"]
     e = evals(run)
     assert [k for k, _ in e] == [0, 400, 800, 1200], e
-    assert e[-1][1] > e[0][1], f"no improvement over the initial policy: {e}"
+    # The best later evaluation, not the last (as the async LQR test): Ray runs are not
+    # reproducible, and this small MPG-v2 set-up can learn and then swing away again within
+    # 1200 iterations (seen before and after the array messages); the test checks learning.
+    first, best = e[0][1], max(m for _, m in e[1:])
+    assert best > first + 0.1 * abs(first), f"no improvement over the initial policy: {e}"
     rt = runtime_rows(run)
     assert rt and list(rt[0]) == RUNTIME_COLUMNS
     assert any(r["staleness_mean"] for r in rt), "no staleness logged"
@@ -135,14 +139,40 @@ def test_a_killed_role_is_restarted_and_the_run_completes(local_ray, path_config
 
         threading.Thread(target=go, daemon=True).start()
 
-    s = mray.train(path_config, run, quiet=True, iterations=400, on_start=kill_later)
+    # Long enough after the kill at iteration 100 (about 4 s on 2 cores) for the restarted
+    # role to report back, also when it died between tasks and no task of it failed.
+    s = mray.train(path_config, run, quiet=True, iterations=1200, on_start=kill_later)
     assert killed.is_set()
-    assert s["iterations"] == 400
+    assert s["iterations"] == 1200
     assert s["restarts"] >= 1, s
     log = (run / "ray.log").read_text()
     assert f"restarted {role} #0" in log, log
     # Gradients kept coming after the restart: the last evaluation happened.
-    assert evals(run)[-1][0] == 400
+    assert evals(run)[-1][0] == 1200
+
+
+def test_a_learner_restarted_between_tasks_says_so_in_its_first_result(local_ray, path_config,
+                                                                      tmp_path):
+    """A learner killed while idle fails no task; its restarted incarnation tells the driver in
+    its first result (and only there)."""
+    opt = mixpg._native.Optimizer(str(path_config), str(tmp_path / "run"), None, None,
+                                  ['runtime.mode="ray"'])
+    snap = ray.put(opt.snapshot())
+    learner = mray._roles(ray)[2].options(num_cpus=0.5, max_restarts=1).remote(
+        opt.config_toml(), 7)
+    assert ray.get(learner.learn.remote(snap, None))[-1] is False
+    ray.kill(learner, no_restart=False)
+    deadline = time.time() + 120
+    while True:
+        try:
+            first = ray.get(learner.learn.remote(snap, None))
+            break
+        except ray.exceptions.RayActorError:
+            assert time.time() < deadline, "the learner did not come back"
+            time.sleep(0.2)
+    assert first[-1] is True
+    assert ray.get(learner.learn.remote(snap, None))[-1] is False
+    ray.kill(learner)
 
 
 def test_a_stop_request_leaves_a_loadable_checkpoint(local_ray, path_config, tmp_path):
@@ -269,6 +299,44 @@ def test_unplaceable_learners_fail_with_a_clear_error(local_ray, path_config, tm
     with pytest.raises(RuntimeError, match="learners did not start within 3 s"):
         mray.train(path_config, tmp_path / "run", quiet=True,
                    learner_resources={"no_such_node": 1})
+
+
+def test_role_messages_are_uint8_arrays_and_bytes_are_taken_too(tmp_path, path_config):
+    """The native roles hand out their encodings as 1-d uint8 arrays, take those or ``bytes``
+    (the same result either way), and reject anything else with a clear error."""
+    np = pytest.importorskip("numpy")
+    opt = mixpg._native.Optimizer(str(path_config), str(tmp_path / "run"), None, None,
+                                  ['runtime.mode="ray"'])
+    opt.start_session()
+    toml = opt.config_toml()
+    snap = opt.snapshot()
+    assert snap.dtype == np.uint8 and snap.ndim == 1 and snap.flags["C_CONTIGUOUS"]
+    actor = mixpg._native.Actor(toml, 1, 2, bytes(snap))
+    buf = mixpg._native.Buffer(toml, 3)
+    batch = None
+    for _ in range(100):
+        exp = actor.collect(snap)
+        assert exp.dtype == np.uint8
+        buf.insert(exp if len(exp) % 2 else bytes(exp))
+        batch = buf.try_sample()
+        if batch is not None:
+            break
+    assert batch is not None, "the buffer never gave a batch"
+    snap.flags.writeable = False  # as Ray hands them out of the object store
+    by_array = mixpg._native.Learner(toml, 4, snap).step(snap, batch)
+    by_bytes = mixpg._native.Learner(toml, 4, bytes(snap)).step(bytes(snap), bytes(batch))
+    assert by_array.dtype == np.uint8 and len(by_array) == len(by_bytes)
+    # The same gradient values (the stats at the end hold a wall time, 59 bytes at most).
+    assert bytes(by_array[:-64]) == bytes(by_bytes[:-64])
+    assert opt.apply(by_array) == 0
+    for bad, what in ((snap.view(np.int8), "snapshot"), (snap[::2], "snapshot"),
+                      ([1, 2, 3], "snapshot")):
+        with pytest.raises(TypeError, match=what):
+            actor.collect(bad)
+    with pytest.raises(TypeError, match="grads must be bytes or a 1-d uint8"):
+        opt.apply(by_array.astype(np.float32))
+    with pytest.raises(ValueError):
+        opt.apply(by_array[:-1].copy())
 
 
 def test_bad_input_is_a_clear_error(tmp_path, path_config):

@@ -1,12 +1,16 @@
 //! The roles of the asynchronous architecture for the Ray driver (`mixpg.ray`): the optimizer
 //! on the driver, actors, buffers and learners in Ray actors. Everything that crosses between
-//! processes is bytes (the library's encodings); heavy calls release the GIL and run in a
-//! one-thread rayon pool per object (no intra-op parallelism, as in the thread runtime).
+//! processes is the library's byte encodings, handed out as 1-d uint8 numpy arrays (moved from
+//! Rust without a copy; Ray pickles them out of band, so a role reads them straight from the
+//! object store) and taken as such arrays or `bytes` (read in place, never copied into Rust);
+//! heavy calls release the GIL and run in a one-thread rayon pool per object (no intra-op
+//! parallelism, as in the thread runtime).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -52,6 +56,43 @@ impl<T: Send> Held<T> {
             })
         })
     }
+}
+
+/// An encoded message from Python: `bytes` or a contiguous 1-d uint8 numpy array.
+enum Encoded<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Array(PyReadonlyArray1<'py, u8>),
+}
+
+impl<'py> Encoded<'py> {
+    /// `obj` as an encoded message, or a `TypeError` naming `what`.
+    fn of(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            return Ok(Self::Bytes(b.clone()));
+        }
+        let a: PyReadonlyArray1<'py, u8> = obj.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{what} must be bytes or a 1-d uint8 numpy array (as the roles hand out)"
+            ))
+        })?;
+        if a.as_slice().is_err() {
+            return Err(PyTypeError::new_err(format!("{what} must be contiguous")));
+        }
+        Ok(Self::Array(a))
+    }
+
+    /// The encoded bytes, in place.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Bytes(b) => b.as_bytes(),
+            Self::Array(a) => a.as_slice().expect("checked contiguous in Encoded::of"),
+        }
+    }
+}
+
+/// An encoding handed to Python as a 1-d uint8 numpy array, without a copy.
+fn encoded(py: Python<'_>, bytes: Vec<u8>) -> Bound<'_, PyArray1<u8>> {
+    PyArray1::from_vec(py, bytes)
 }
 
 fn value_err(e: anyhow::Error) -> PyErr {
@@ -247,10 +288,10 @@ impl Optimizer {
             .collect()
     }
 
-    /// The parameters of the current iteration as snapshot bytes.
-    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+    /// The parameters of the current iteration, encoded (a uint8 array).
+    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u8>> {
         let b = self.held.with(py, |o| o.snapshot().to_bytes());
-        PyBytes::new(py, &b)
+        encoded(py, b)
     }
 
     /// Lock the run and start the session's clock, runtime.csv and progress display.
@@ -283,9 +324,10 @@ impl Optimizer {
             .map_err(runtime_err)
     }
 
-    /// Apply a tagged gradient; returns its staleness (non-finite ones are skipped).
-    fn apply(&self, py: Python<'_>, grads: Vec<u8>) -> PyResult<u64> {
-        let g = TaggedGrads::from_bytes(&grads).map_err(value_err)?;
+    /// Apply an encoded tagged gradient; returns its staleness (non-finite ones are skipped).
+    fn apply(&self, py: Python<'_>, grads: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let grads = Encoded::of(grads, "grads")?;
+        let g = TaggedGrads::from_bytes(grads.bytes()).map_err(value_err)?;
         self.held
             .with(py, |o| o.apply(g, false))
             .map_err(runtime_err)
@@ -338,12 +380,14 @@ impl Actor {
         config_toml: &str,
         env_seed: u64,
         rng_seed: u64,
-        snapshot: Vec<u8>,
+        snapshot: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let cfg = config_of(config_toml)?;
+        let snapshot = Encoded::of(snapshot, "snapshot")?;
+        let snapshot = snapshot.bytes();
         let core = py
             .detach(|| {
-                let s = Snapshot::from_bytes(&snapshot)?;
+                let s = Snapshot::from_bytes(snapshot)?;
                 ActorCore::new(&cfg, env_seed, rng_seed, &s)
             })
             .map_err(value_err)?;
@@ -352,19 +396,25 @@ impl Actor {
         })
     }
 
-    /// One collection (experience bytes), acting with `snapshot`'s policy (decoded only when
-    /// its version differs from the one in use).
-    fn collect<'py>(&self, py: Python<'py>, snapshot: Vec<u8>) -> PyResult<Bound<'py, PyBytes>> {
+    /// One collection (encoded experience), acting with `snapshot`'s policy (decoded only
+    /// when its version differs from the one in use).
+    fn collect<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        let snapshot = Encoded::of(snapshot, "snapshot")?;
+        let snapshot = snapshot.bytes();
         let b = self
             .held
             .with(py, |a| -> anyhow::Result<Vec<u8>> {
-                if Snapshot::version_in(&snapshot)? != a.version() {
-                    a.set_policy(&Snapshot::from_bytes(&snapshot)?);
+                if Snapshot::version_in(snapshot)? != a.version() {
+                    a.set_policy(&Snapshot::from_bytes(snapshot)?);
                 }
                 Ok(a.collect().to_bytes())
             })
             .map_err(value_err)?;
-        Ok(PyBytes::new(py, &b))
+        Ok(encoded(py, b))
     }
 }
 
@@ -401,22 +451,24 @@ impl Buffer {
         })
     }
 
-    /// Insert an experience block; returns the transitions inserted.
-    fn insert(&self, py: Python<'_>, experience: Vec<u8>) -> PyResult<usize> {
+    /// Insert an encoded experience block; returns the transitions inserted.
+    fn insert(&self, py: Python<'_>, experience: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let experience = Encoded::of(experience, "experience")?;
+        let experience = experience.bytes();
         self.held
             .with(py, |b| -> anyhow::Result<usize> {
-                let e = Experience::from_bytes(&experience)?;
+                let e = Experience::from_bytes(experience)?;
                 b.insert(&e);
                 Ok(e.len())
             })
             .map_err(value_err)
     }
 
-    /// A batch (bytes) when warm and samples-per-insert allows one, else `None`.
-    fn try_sample<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+    /// An encoded batch when warm and samples-per-insert allows one, else `None`.
+    fn try_sample<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<u8>>> {
         self.held
             .with(py, |b| b.try_sample().map(|s| batch_to_bytes(&s)))
-            .map(|b| PyBytes::new(py, &b))
+            .map(|b| encoded(py, b))
     }
 
     /// `(stored, inserted, sampled, warm, rate_ok)`.
@@ -442,11 +494,18 @@ pub(crate) struct Learner {
 impl Learner {
     /// A learner of the config (TOML text) with its seed.
     #[new]
-    fn new(py: Python<'_>, config_toml: &str, seed: u64, snapshot: Vec<u8>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        config_toml: &str,
+        seed: u64,
+        snapshot: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
         let cfg = config_of(config_toml)?;
+        let snapshot = Encoded::of(snapshot, "snapshot")?;
+        let snapshot = snapshot.bytes();
         let core = py
             .detach(|| {
-                let s = Snapshot::from_bytes(&snapshot)?;
+                let s = Snapshot::from_bytes(snapshot)?;
                 LearnerCore::new(&cfg, seed, &s)
             })
             .map_err(value_err)?;
@@ -455,28 +514,31 @@ impl Learner {
         })
     }
 
-    /// The next gradient (bytes, tagged with the snapshot's version): of a new `batch` (kept
+    /// The next encoded gradient (tagged with the snapshot's version): of a new `batch` (kept
     /// for `algo.batch_reuse` gradients), or without one of the kept batch; `None` when there
     /// is no batch or the kept one is used up.
     #[pyo3(signature = (snapshot, batch=None))]
     fn step<'py>(
         &self,
         py: Python<'py>,
-        snapshot: Vec<u8>,
-        batch: Option<Vec<u8>>,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        snapshot: &Bound<'py, PyAny>,
+        batch: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyArray1<u8>>>> {
+        let snapshot = Encoded::of(snapshot, "snapshot")?;
+        let batch = batch.map(|b| Encoded::of(b, "batch")).transpose()?;
+        let (snapshot, batch) = (snapshot.bytes(), batch.as_ref().map(Encoded::bytes));
         let out = self
             .held
             .with(py, |l| -> anyhow::Result<Option<Vec<u8>>> {
-                let snap = if Snapshot::version_in(&snapshot)? != l.version() {
-                    Some(Snapshot::from_bytes(&snapshot)?)
+                let snap = if Snapshot::version_in(snapshot)? != l.version() {
+                    Some(Snapshot::from_bytes(snapshot)?)
                 } else {
                     None
                 };
-                let b = batch.as_deref().map(batch_from_bytes).transpose()?;
+                let b = batch.map(batch_from_bytes).transpose()?;
                 Ok(l.step(snap.as_ref(), b).map(|g| g.to_bytes()))
             })
             .map_err(value_err)?;
-        Ok(out.map(|b| PyBytes::new(py, &b)))
+        Ok(out.map(|b| encoded(py, b)))
     }
 }
