@@ -109,6 +109,19 @@ struct ActorSetup {
     obs: Vec<f32>,
 }
 
+impl ActorSetup {
+    /// The policy-gradient context over this set-up's current parameters.
+    fn ctx<'a>(&'a self, workspace: &'a bptt::Workspace) -> PolicyCtx<'a> {
+        PolicyCtx {
+            nets: &self.nets,
+            cfg: &self.cfg,
+            p: &self.agent.params,
+            model: self.model.as_ref(),
+            bptt: workspace,
+        }
+    }
+}
+
 fn actor_setup(cfg: Config, task: &str, rng: &mut Pcg64Mcg) -> ActorSetup {
     let spec = task_spec(task).unwrap();
     let model = make_model(task, cfg.task.model_mismatch).unwrap();
@@ -140,13 +153,7 @@ fn first_action_bench(
     g.bench_function(name, |bench| {
         bench.iter(|| {
             pool.install(|| {
-                let ctx = PolicyCtx {
-                    nets: &s.nets,
-                    cfg: &s.cfg,
-                    p: &s.agent.params,
-                    model: s.model.as_ref(),
-                    bptt: &workspace,
-                };
+                let ctx = s.ctx(&workspace);
                 let (grads, _) = match kernels {
                     "fused" => bptt::model_return_grad(ctx, &s.obs, false, 1.0, rng),
                     _ => policy::model_return_grad_autodiff(ctx, &s.obs, false, 1.0, rng),
@@ -171,13 +178,7 @@ fn actor_bench(
     g.bench_function(name, |bench| {
         bench.iter(|| {
             pool.install(|| {
-                let ctx = PolicyCtx {
-                    nets: &s.nets,
-                    cfg: &s.cfg,
-                    p: &s.agent.params,
-                    model: s.model.as_ref(),
-                    bptt: &workspace,
-                };
+                let ctx = s.ctx(&workspace);
                 let out = policy::gradient(ctx, &s.obs, 0, rng);
                 s.agent.pi_adam.apply(&mut s.agent.params.pi, &out.grads);
             })
