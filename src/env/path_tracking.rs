@@ -489,6 +489,22 @@ pub struct PathTrackingEnv {
 }
 
 impl PathTrackingEnv {
+    /// Agent `i`'s state fields, in the order dvx, vx, vy, r, x, y, phi, dy, dphi (saved and
+    /// restored around a step by `step_active`).
+    fn fields_mut(&mut self, i: usize) -> [&mut f32; 9] {
+        [
+            &mut self.dvx[i],
+            &mut self.vx[i],
+            &mut self.vy[i],
+            &mut self.r[i],
+            &mut self.x[i],
+            &mut self.y[i],
+            &mut self.phi[i],
+            &mut self.dy[i],
+            &mut self.dphi[i],
+        ]
+    }
+
     /// `num_agents` agents reset from the initial distribution with `seed`.
     pub fn new(num_agents: usize, seed: u64) -> Self {
         let mut env = Self {
@@ -717,33 +733,15 @@ impl Env for PathTrackingEnv {
         let held: Vec<(usize, [f32; 9], u32, bool, bool)> = (0..self.n)
             .filter(|&i| !active[i])
             .map(|i| {
-                let f = [
-                    self.dvx[i],
-                    self.vx[i],
-                    self.vy[i],
-                    self.r[i],
-                    self.x[i],
-                    self.y[i],
-                    self.phi[i],
-                    self.dy[i],
-                    self.dphi[i],
-                ];
+                let f = self.fields_mut(i).map(|v| *v);
                 (i, f, self.steps[i], self.terminated[i], self.truncated[i])
             })
             .collect();
         self.step(actions, out);
         for (i, f, steps, term, trunc) in held {
-            [
-                self.dvx[i],
-                self.vx[i],
-                self.vy[i],
-                self.r[i],
-                self.x[i],
-                self.y[i],
-                self.phi[i],
-                self.dy[i],
-                self.dphi[i],
-            ] = f;
+            for (v, x) in self.fields_mut(i).into_iter().zip(f) {
+                *v = x;
+            }
             self.steps[i] = steps;
             self.terminated[i] = term;
             self.truncated[i] = trunc;
