@@ -1,12 +1,12 @@
 //! The fused BPTT model-return gradient against burn autodiff (every task, both readings of
 //! eq. (6), model mismatch on), the full fused MPG gradient against autodiff, finite
-//! differences on lqr, the MPG/ADP identity and the two-thread split.
+//! differences on lqr, the MPG/ADP identity, the two-thread split and MPG's shared policy pass at `s_0`.
 
 mod common;
 
 use common::lqr_config;
 use mixpg::algo::policy::{self, PolicyCtx};
-use mixpg::algo::{Agent, Nets, Params, bptt};
+use mixpg::algo::{Agent, Nets, Params, bptt, fused};
 use mixpg::config::Config;
 use mixpg::env::{PriorModel, make_model, task_spec};
 use mixpg::nn::{self, ParamSet};
@@ -228,5 +228,46 @@ fn two_thread_bptt_matches_one_thread_and_is_deterministic() {
         assert_eq!(two, again, "two threads: the same result every time");
         assert_close("two threads vs one", &two.0, &one.0, 1e-5);
         assert!(nn::global_norm(&one.0) > 0.0);
+    }
+}
+
+#[test]
+fn mixed_gradient_is_the_data_and_model_gradients_summed() {
+    for task in ["path_tracking", "pendulum"] {
+        for all_actions in [true, false] {
+            let s = Setup::new(config(task, "mpg_v1", 25, &[]), 64);
+            let (wd, wm) = (0.3f32, 0.7f32);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut rng = Pcg64Mcg::seed_from_u64(5);
+                    bptt::mixed_grad(s.ctx(), &s.obs, all_actions, (wd, wm), &mut rng)
+                })
+            };
+            let mut rng = Pcg64Mcg::seed_from_u64(5);
+            let (mut separate, j0) = fused::data_actor_grad(&s.nets, &s.params, &s.obs, wd);
+            let (gm, jh) = bptt::model_return_grad(s.ctx(), &s.obs, all_actions, wm, &mut rng);
+            separate
+                .iter_mut()
+                .flatten()
+                .zip(gm.iter().flatten())
+                .for_each(|(x, y)| *x += y);
+            for threads in [1, 2] {
+                let (g, j0_mixed, jh_mixed) = run(threads);
+                let what = format!("{task} all_actions={all_actions} threads={threads}");
+                assert_close(&what, &g, &separate, 1e-4);
+                assert!(
+                    (j0_mixed - j0).abs() <= 1e-6 * j0.abs().max(1.0),
+                    "{what}: J_0"
+                );
+                assert!(
+                    (jh_mixed - jh).abs() <= 1e-6 * jh.abs().max(1.0),
+                    "{what}: J_H"
+                );
+            }
+        }
     }
 }

@@ -55,6 +55,10 @@ struct Part {
     model_tapes: Vec<ModelTape>,
     /// Q1 activations at `(s_H, a_H)`.
     q_tape: MlpTape,
+    /// Q1 activations at `(s_0, a_0)` (MPG's data term).
+    q0_tape: MlpTape,
+    /// `∂(−w_data·J_0)/∂a_0` (MPG's data term).
+    d_action0: Vec<f32>,
     /// The policy's backward buffers, shared by all steps (so they stay in cache).
     pi_scratch: Scratch,
     d_state: Vec<f32>,
@@ -79,6 +83,35 @@ pub fn model_return_grad(
     weight: f32,
     rng: &mut Pcg64Mcg,
 ) -> (Vec<Vec<f32>>, f64) {
+    let (grads, _, jh) = rollout_grad(ctx, obs, all_actions, None, weight, rng);
+    (grads, jh)
+}
+
+/// MPG's policy gradient: w.r.t. the policy parameters of `−(w_data·J_0 + w_model·J_H)` on
+/// the replayed states `obs`, with the values `J_0 = mean Q1(s, π(s))` and `J_H`. The data
+/// term shares the rollout's policy pass at `s_0`: its `∂Q1/∂a_0` joins the model's before the
+/// one backward pass through `π(s_0)`. The fused counterpart of
+/// [`super::fused::data_actor_grad`] plus [`model_return_grad`], tested against both.
+pub fn mixed_grad(
+    ctx: PolicyCtx,
+    obs: &[f32],
+    all_actions: bool,
+    (w_data, w_model): (f32, f32),
+    rng: &mut Pcg64Mcg,
+) -> (Vec<Vec<f32>>, f64, f64) {
+    rollout_grad(ctx, obs, all_actions, Some(w_data), w_model, rng)
+}
+
+/// The gradient of `−(data_weight·J_0 + weight·J_H)` (no `J_0` term without a data weight),
+/// with `J_0` (0 without a data weight) and `J_H`.
+fn rollout_grad(
+    ctx: PolicyCtx,
+    obs: &[f32],
+    all_actions: bool,
+    data_weight: Option<f32>,
+    weight: f32,
+    rng: &mut Pcg64Mcg,
+) -> (Vec<Vec<f32>>, f64, f64) {
     let ws = ctx.bptt;
     let (o, horizon) = (ctx.nets.spec.obs_dim, ctx.cfg.algo.horizon);
     let batch = obs.len() / o;
@@ -96,6 +129,7 @@ pub fn model_return_grad(
             rows,
             batch,
             all_actions,
+            data_weight,
             weight,
         };
         rollout.gradient(part)
@@ -123,12 +157,13 @@ pub fn model_return_grad(
         for (g, h) in grads.iter_mut().zip(&second.grads) {
             g.iter_mut().zip(h).for_each(|(x, y)| *x += y);
         }
-        (grads, s0 + s1)
+        (grads, (s0.0 + s1.0, s0.1 + s1.1))
     } else {
-        let sum = run(0..batch, &mut first);
-        (first.grads.clone(), sum)
+        let sums = run(0..batch, &mut first);
+        (first.grads.clone(), sums)
     };
-    (grads, sum / batch as f64)
+    let n = batch as f64;
+    (grads, sum.0 / n, sum.1 / n)
 }
 
 /// One part's rollout: rows `rows` of a batch of `batch`.
@@ -139,12 +174,15 @@ struct Rollout<'a> {
     rows: std::ops::Range<usize>,
     batch: usize,
     all_actions: bool,
+    /// `w_data` of MPG's data term `J_0` at `s_0`, if any.
+    data_weight: Option<f32>,
     weight: f32,
 }
 
 impl Rollout<'_> {
-    /// Run the rollout forward and back into `w.grads`; returns the sum of the rows' returns.
-    fn gradient(&self, w: &mut Part) -> f64 {
+    /// Run the rollout forward and back into `w.grads`; returns the sums over the rows of
+    /// `Q1(s_0, a_0)` (0 without a data term) and of the model returns.
+    fn gradient(&self, w: &mut Part) -> (f64, f64) {
         let PolicyCtx {
             nets,
             cfg,
@@ -193,6 +231,15 @@ impl Rollout<'_> {
                 &mut w.model_tapes[t],
             );
         }
+        let data_sum = match self.data_weight {
+            Some(_) => nets
+                .q
+                .forward_host(q1, &w.states[0], &w.actions[0], rows, &mut w.q0_tape)
+                .iter()
+                .map(|&x| x as f64)
+                .sum::<f64>(),
+            None => 0.0,
+        };
         let q = nets.q.forward_host(
             q1,
             &w.states[horizon],
@@ -252,6 +299,18 @@ impl Rollout<'_> {
                 );
                 std::mem::swap(&mut w.d_state, &mut w.d_state_prev);
             }
+            if let (0, Some(wd)) = (t, self.data_weight) {
+                w.d_q.clear();
+                w.d_q.resize(rows, -wd / self.batch as f32);
+                w.d_action0.resize(rows * a, 0.0);
+                let d_a0 = Some(&mut w.d_action0[..]);
+                nets.q
+                    .backward_host(q1, &w.q0_tape, &w.d_q, None, None, d_a0);
+                w.d_action
+                    .iter_mut()
+                    .zip(&w.d_action0)
+                    .for_each(|(x, y)| *x += y);
+            }
             // s_0 is data: its gradient is not needed.
             let d_obs = (t > 0).then_some(&mut w.d_obs[..]);
             let d_params = tracked(t).then_some(&mut w.grads[..]);
@@ -264,6 +323,6 @@ impl Rollout<'_> {
                     .for_each(|(x, y)| *x += y);
             }
         }
-        sum
+        (data_sum, sum)
     }
 }

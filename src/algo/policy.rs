@@ -181,16 +181,11 @@ pub fn gradient_fused(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -
             }
         }
         AlgoName::MpgV1 | AlgoName::MpgV2 => {
-            // MPG = w_data·(fused J_0 gradient) + w_model·(fused BPTT J_H gradient).
+            // MPG = w_data·∇J_0 + w_model·∇J_H, both through one policy pass at s_0.
             let (wd, wm) = mpg_weights(k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
             let all = a.rollout_gradient == RolloutGradient::AllActions;
-            let (mut grads, j0) = fused::data_actor_grad(nets, p, obs, wd as f32);
-            let (gm, jh) = bptt::model_return_grad(ctx, obs, all, wm as f32, rng);
-            grads
-                .iter_mut()
-                .flatten()
-                .zip(gm.iter().flatten())
-                .for_each(|(x, y)| *x += y);
+            let weights = (wd as f32, wm as f32);
+            let (grads, j0, jh) = bptt::mixed_grad(ctx, obs, all, weights, rng);
             PolicyOut {
                 grads,
                 loss: -(wd * j0 + wm * jh),

@@ -52,6 +52,9 @@ fn matmul(
         (k - 1) * b_rs + (n - 1) * b_cs < b.len(),
         "matmul: rhs too small"
     );
+    if matmul_thin(m, n, k, dst, a, [a_rs, a_cs], b, [b_rs, b_cs], accumulate) {
+        return;
+    }
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_FLOPS {
         Parallelism::Rayon(threads)
@@ -85,25 +88,6 @@ fn matmul(
     }
 }
 
-/// `exp(x)` for `x ≤ 0` (Cephes' polynomial, ~1 ulp), branch-free and with integer bit
-/// tricks instead of float-to-int casts, so the ELU loops vectorise.
-#[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
-    let x = x.max(-87.0);
-    let t = x * std::f32::consts::LOG2_E + ROUND;
-    let n = t - ROUND;
-    // In [2²³, 2²⁴) one ulp is 1, so the bits of `t` are those of ROUND plus the integer n.
-    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(n_bits.wrapping_add(127) << 23)
-}
-
 /// Defines `fn $name` whose body is compiled three times (for AVX-512, for AVX2 and portable)
 /// and runs the widest version the CPU has. All three give the same results: the body is plain
 /// Rust, which the compiler never contracts into FMAs.
@@ -135,6 +119,128 @@ macro_rules! multiversion {
             portable($($arg),*)
         }
     };
+}
+
+/// An output at most this wide makes a product "thin": [`matmul_thin`] computes it with plain
+/// loops, 2–3× faster there than `gemm`'s partly filled micro-kernels (a layer's output of one
+/// Q value or a few actions, the input gradient of a few observations). Products thin in `m`
+/// or `k` stay on `gemm`, which handles them well.
+const THIN: usize = 8;
+
+/// [`matmul`] by plain vectorised loops when the output is thin and the layout is one of the
+/// two the networks produce; returns whether it did. Results are deterministic and match
+/// `gemm`'s to rounding (tested below).
+#[allow(clippy::too_many_arguments)]
+fn matmul_thin(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    a: &[f32],
+    [a_rs, a_cs]: [usize; 2],
+    b: &[f32],
+    [b_rs, b_cs]: [usize; 2],
+    accumulate: bool,
+) -> bool {
+    let dst = &mut dst[..m * n];
+    if n <= THIN && a_cs == 1 {
+        // A few columns, each a dot product with `a`'s contiguous rows.
+        let mut cols = vec![0.0f32; n * k];
+        for (j, col) in cols.chunks_exact_mut(k).enumerate() {
+            col.iter_mut()
+                .enumerate()
+                .for_each(|(kk, c)| *c = b[kk * b_rs + j * b_cs]);
+        }
+        columns_by_dot(k, dst, a, a_rs, &cols, accumulate);
+        true
+    } else if n <= THIN && a_rs == 1 {
+        // A few columns of `aᵀ·b` (a weight gradient): accumulated over `k` as axpys.
+        let mut cols = vec![0.0f32; n * m];
+        columns_by_axpy(m, k, &mut cols, a, a_cs, b, [b_rs, b_cs]);
+        for (r, row) in dst.chunks_exact_mut(n).enumerate() {
+            for (j, d) in row.iter_mut().enumerate() {
+                let v = cols[j * m + r];
+                *d = if accumulate { *d + v } else { v };
+            }
+        }
+        true
+    } else {
+        false
+    }
+}
+
+multiversion! {
+    /// `dst[i, j] (+)= a[i, :] · cols[j]` with `a`'s rows contiguous at stride `a_rs` and the
+    /// columns of `b` gathered into `cols` (`[n][k]`).
+    fn columns_by_dot(
+        k: usize,
+        dst: &mut [f32],
+        a: &[f32],
+        a_rs: usize,
+        cols: &[f32],
+        accumulate: bool,
+    ) {
+        let n = cols.len() / k;
+        const LANES: usize = 16;
+        for (i, out) in dst.chunks_exact_mut(n).enumerate() {
+            let row = &a[i * a_rs..i * a_rs + k];
+            for (j, col) in cols.chunks_exact(k).enumerate() {
+                let mut acc = [0.0f32; LANES];
+                for (x, y) in row.chunks_exact(LANES).zip(col.chunks_exact(LANES)) {
+                    for l in 0..LANES {
+                        acc[l] += x[l] * y[l];
+                    }
+                }
+                let tail = k - k % LANES;
+                let mut sum: f32 = acc.iter().sum();
+                sum += row[tail..].iter().zip(&col[tail..]).map(|(x, y)| x * y).sum::<f32>();
+                let d = &mut out[j];
+                *d = if accumulate { *d + sum } else { sum };
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `cols[j] = Σ_kk a[kk, :] · b[kk, j]` into `cols` (`[n][m]`), `aᵀ`'s rows contiguous at
+    /// stride `a_cs`.
+    fn columns_by_axpy(
+        m: usize,
+        k: usize,
+        cols: &mut [f32],
+        a: &[f32],
+        a_cs: usize,
+        b: &[f32],
+        b_strides: [usize; 2],
+    ) {
+        let [b_rs, b_cs] = b_strides;
+        for kk in 0..k {
+            let a_row = &a[kk * a_cs..kk * a_cs + m];
+            for (j, col) in cols.chunks_exact_mut(m).enumerate() {
+                let c = b[kk * b_rs + j * b_cs];
+                col.iter_mut().zip(a_row).for_each(|(d, x)| *d += c * x);
+            }
+        }
+    }
+}
+
+/// `exp(x)` for `x ≤ 0` (Cephes' polynomial, ~1 ulp), branch-free and with integer bit
+/// tricks instead of float-to-int casts, so the ELU loops vectorise.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let x = x.max(-87.0);
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // In [2²³, 2²⁴) one ulp is 1, so the bits of `t` are those of ROUND plus the integer n.
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 multiversion! {
@@ -673,5 +779,73 @@ impl GaussianPolicy {
         }
         self.mlp
             .backward_host(params, &tape.mlp, &g, d_params, d_obs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a·b` by definition, in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        [a_rs, a_cs]: [usize; 2],
+        b: &[f32],
+        [b_rs, b_cs]: [usize; 2],
+    ) -> Vec<f64> {
+        let mut out = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k)
+                    .map(|kk| a[i * a_rs + kk * a_cs] as f64 * b[kk * b_rs + j * b_cs] as f64)
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn thin_products_match_the_definition_in_every_layout() {
+        let mut seed = 1u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        // (m, n, k) of the networks' thin products: outputs of 1–2 units, inputs of 2–8.
+        let shapes = [
+            (256, 2, 256),
+            (256, 1, 64),
+            (6, 256, 256),
+            (256, 256, 2),
+            (256, 8, 256),
+        ];
+        for &(m, n, k) in &shapes {
+            for transpose_a in [false, true] {
+                for transpose_b in [false, true] {
+                    let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+                    let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+                    let sa = if transpose_a { [1, m] } else { [k, 1] };
+                    let sb = if transpose_b { [1, k] } else { [n, 1] };
+                    let want = naive(m, n, k, &a, sa, &b, sb);
+                    for accumulate in [false, true] {
+                        let start: Vec<f32> = (0..m * n).map(|_| next()).collect();
+                        let mut dst = start.clone();
+                        matmul(m, n, k, &mut dst, &a, sa, &b, sb, accumulate);
+                        for (i, (d, w)) in dst.iter().zip(&want).enumerate() {
+                            let w = w + if accumulate { start[i] as f64 } else { 0.0 };
+                            assert!(
+                                (*d as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                                "{m}x{n}x{k} ta={transpose_a} tb={transpose_b} \
+                                 acc={accumulate} [{i}]: {d} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
