@@ -5,6 +5,7 @@ moving between Ray and the CLI's thread runtime in both directions."""
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import subprocess
 import sys
@@ -161,15 +162,24 @@ def test_a_learner_restarted_between_tasks_says_so_in_its_first_result(local_ray
     learner = mray._roles(ray)[2].options(num_cpus=0.5, max_restarts=1).remote(
         opt.config_toml(), 7)
     assert ray.get(learner.learn.remote(snap, None))[-1] is False
+
+    def pid():
+        return ray.get(learner.__ray_call__.remote(lambda _: os.getpid()))
+
+    # ray.kill is asynchronous: a task sent right after it may still run in the old process,
+    # so wait for another process to answer before the first `learn` of the new incarnation.
+    old = pid()
     ray.kill(learner, no_restart=False)
     deadline = time.time() + 120
     while True:
         try:
-            first = ray.get(learner.learn.remote(snap, None))
-            break
+            if pid() != old:
+                break
         except ray.exceptions.RayActorError:
-            assert time.time() < deadline, "the learner did not come back"
-            time.sleep(0.2)
+            pass
+        assert time.time() < deadline, "the learner did not come back"
+        time.sleep(0.2)
+    first = ray.get(learner.learn.remote(snap, None))
     assert first[-1] is True
     assert ray.get(learner.learn.remote(snap, None))[-1] is False
     ray.kill(learner)
