@@ -191,8 +191,16 @@ multiversion! {
                         acc[l] += x[l] * y[l];
                     }
                 }
+                // A pairwise sum of the lanes (a few shuffles), not a chain of 16 adds.
+                let mut width = LANES / 2;
+                while width > 0 {
+                    for l in 0..width {
+                        acc[l] += acc[l + width];
+                    }
+                    width /= 2;
+                }
                 let tail = k - k % LANES;
-                let mut sum: f32 = acc.iter().sum();
+                let mut sum = acc[0];
                 sum += row[tail..].iter().zip(&col[tail..]).map(|(x, y)| x * y).sum::<f32>();
                 let d = &mut out[j];
                 *d = if accumulate { *d + sum } else { sum };
