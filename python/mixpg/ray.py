@@ -76,21 +76,38 @@ def _roles(ray):
             warnings.simplefilter("ignore")
             return ray.get_runtime_context().was_current_actor_reconstructed
 
-    class Actor:
+    class Role:
+        """What every role tells the driver: whether it is a restarted incarnation that has not
+        said so yet (a role killed between tasks fails none, so the driver learns of the
+        restart from the role's first result)."""
+
+        def __init__(self):
+            self.reborn = restarted()
+
+        def _news(self) -> bool:
+            news, self.reborn = self.reborn, False
+            return news
+
+    class Actor(Role):
         def __init__(self, config_toml: str, env_seed: int, rng_seed: int):
-            if restarted():
+            super().__init__()
+            if self.reborn:
                 env_seed, rng_seed = env_seed ^ 0x5EED, rng_seed ^ 0x5EED
             self.args = (config_toml, env_seed, rng_seed)
             self.core = None
 
-        def collect(self, snapshot: np.ndarray) -> np.ndarray:
+        @ray.method(num_returns=2)
+        def collect(self, snapshot: np.ndarray):
+            """(encoded experience, whether this is a restarted actor's first result); the
+            buffer passes the second on to the driver."""
             if self.core is None:
                 self.core = _native.Actor(*self.args, snapshot)
-            return self.core.collect(snapshot)
+            return self.core.collect(snapshot), self._news()
 
-    class Buffer:
+    class Buffer(Role):
         def __init__(self, config_toml: str, seed: int):
-            if restarted():
+            super().__init__()
+            if self.reborn:
                 seed ^= 0x5EED
             self.core = _native.Buffer(config_toml, seed)
             self.config_toml, self.seed = config_toml, seed
@@ -98,9 +115,11 @@ def _roles(ray):
         def restore(self, replay: bytes) -> None:
             self.core = _native.Buffer(self.config_toml, self.seed, replay)
 
-        def insert(self, experience: np.ndarray):
+        def insert(self, experience: np.ndarray, actor_news: bool):
+            """(transitions inserted, the buffer's status, whether this is a restarted
+            buffer's first insert, whether the experience is a restarted actor's first)."""
             n = self.core.insert(experience)
-            return (n,) + self.core.status()
+            return (n,) + self.core.status() + (self._news(), actor_news)
 
         def sample(self) -> Optional[np.ndarray]:
             return self.core.try_sample()
@@ -108,20 +127,14 @@ def _roles(ray):
         def replay_bytes(self) -> bytes:
             return self.core.replay_bytes()
 
-    class Learner:
+    class Learner(Role):
         def __init__(self, config_toml: str, seed: int):
-            self.reborn = restarted()
+            super().__init__()
             if self.reborn:
                 seed ^= 0x5EED
             self.args = (config_toml, seed)
             self.core = None
             self.node = ray.get_runtime_context().get_node_id()
-
-        def _news(self) -> bool:
-            """True in the first result of a restarted learner (the driver then knows of the
-            restart even when no task of the dead one was in flight)."""
-            news, self.reborn = self.reborn, False
-            return news
 
         def learn(self, snapshot: np.ndarray, batch: Optional[np.ndarray]):
             """The first gradient of a new batch (kept for ``algo.batch_reuse`` gradients):
@@ -272,8 +285,8 @@ class _Driver:
                 break
             self.paced += int(pace)
             j = self.rng.randrange(len(self.buffers))
-            exp = self.actors[i].collect.remote(self._snapshot_ref())
-            self.pending[self.buffers[j].insert.remote(exp)] = ("insert", i, j)
+            exp, news = self.actors[i].collect.remote(self._snapshot_ref())
+            self.pending[self.buffers[j].insert.remote(exp, news)] = ("insert", i, j)
             self.actor_busy[i] = True
         ready = [j for j, r in enumerate(self.buffer_ready) if r]
         if not ready:
@@ -341,13 +354,20 @@ class _Driver:
             except self.ray.exceptions.RayActorError as e:
                 self._died(kind, i, e)
                 continue
-            if kind == "learn" and result[-1]:  # died between tasks: no task failed
+            # Died between tasks, so no task failed: the new incarnation says so.
+            if kind == "learn" and result[-1]:
                 self._restarted(("learner", i), "restarted", "seen in its first result")
-            if j is not None:
+            if kind == "insert" and result[-2]:
+                self._restarted(("buffer", j), "restarted", "seen in its first insert")
+            if kind == "insert" and result[-1]:
+                self._restarted(("actor", i), "restarted", "seen in its first collection")
+            # A death is logged once; a role's own next result (for a buffer: its next insert,
+            # which carries its news, not a learner's batch) clears the record.
+            if kind == "insert":
                 self.dead.discard(("buffer", j))
             self.dead.discard(("actor" if kind == "insert" else "learner", i))
             if kind == "insert":
-                n, stored, inserted, sampled, warm, rate_ok = result
+                n, stored, inserted, sampled, warm, rate_ok, _, _ = result
                 self.env_steps += n
                 self.counters["inserted"] += n
                 self.buffer_stored[j] = stored

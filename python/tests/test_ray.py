@@ -43,6 +43,7 @@ policy_lr = { initial = 3e-4, final_lr = 3e-5, steps = 4000 }
 grad_clip = 3.0
 horizon = 10
 schedule_iterations = 300
+rollout_gradient = "all_actions"  # as configs/*/mpg_v2.toml ship (docs/design.md)
 [network]
 hidden = [64, 64]
 [train]
@@ -152,6 +153,26 @@ def test_a_killed_role_is_restarted_and_the_run_completes(local_ray, path_config
     assert evals(run)[-1][0] == 1200
 
 
+def restart(handle) -> None:
+    """Kill the Ray actor ``handle`` and wait until its restarted process answers (``ray.kill``
+    is asynchronous: a task sent right after it may still run in the old process)."""
+
+    def pid():
+        return ray.get(handle.__ray_call__.remote(lambda _: os.getpid()))
+
+    old = pid()
+    ray.kill(handle, no_restart=False)
+    deadline = time.time() + 120
+    while True:
+        try:
+            if pid() != old:
+                return
+        except ray.exceptions.RayActorError:
+            pass
+        assert time.time() < deadline, "the role did not come back"
+        time.sleep(0.2)
+
+
 def test_a_learner_restarted_between_tasks_says_so_in_its_first_result(local_ray, path_config,
                                                                       tmp_path):
     """A learner killed while idle fails no task; its restarted incarnation tells the driver in
@@ -162,27 +183,37 @@ def test_a_learner_restarted_between_tasks_says_so_in_its_first_result(local_ray
     learner = mray._roles(ray)[2].options(num_cpus=0.5, max_restarts=1).remote(
         opt.config_toml(), 7)
     assert ray.get(learner.learn.remote(snap, None))[-1] is False
-
-    def pid():
-        return ray.get(learner.__ray_call__.remote(lambda _: os.getpid()))
-
-    # ray.kill is asynchronous: a task sent right after it may still run in the old process,
-    # so wait for another process to answer before the first `learn` of the new incarnation.
-    old = pid()
-    ray.kill(learner, no_restart=False)
-    deadline = time.time() + 120
-    while True:
-        try:
-            if pid() != old:
-                break
-        except ray.exceptions.RayActorError:
-            pass
-        assert time.time() < deadline, "the learner did not come back"
-        time.sleep(0.2)
-    first = ray.get(learner.learn.remote(snap, None))
-    assert first[-1] is True
+    restart(learner)
+    assert ray.get(learner.learn.remote(snap, None))[-1] is True
     assert ray.get(learner.learn.remote(snap, None))[-1] is False
     ray.kill(learner)
+
+
+def test_a_buffer_or_actor_restarted_between_tasks_says_so_in_its_first_insert(
+        local_ray, path_config, tmp_path):
+    """The same for an idle buffer (its news in its next insert's result) and an idle actor
+    (its news passed by the buffer with the experience it collected)."""
+    opt = mixpg._native.Optimizer(str(path_config), str(tmp_path / "run"), None, None,
+                                  ['runtime.mode="ray"'])
+    snap = ray.put(opt.snapshot())
+    actor_cls, buffer_cls, _ = mray._roles(ray)
+    actor = actor_cls.options(num_cpus=0.5, max_restarts=1).remote(opt.config_toml(), 1, 2)
+    buffer = buffer_cls.options(num_cpus=0.5, max_restarts=1).remote(opt.config_toml(), 3)
+
+    def news():
+        """(buffer restarted, actor restarted) of one collection inserted."""
+        exp, actor_news = actor.collect.remote(snap)
+        return tuple(ray.get(buffer.insert.remote(exp, actor_news))[-2:])
+
+    assert news() == (False, False)
+    restart(buffer)
+    assert news() == (True, False)
+    assert news() == (False, False)
+    restart(actor)
+    assert news() == (False, True)
+    assert news() == (False, False)
+    ray.kill(actor)
+    ray.kill(buffer)
 
 
 def test_a_stop_request_leaves_a_loadable_checkpoint(local_ray, path_config, tmp_path):
