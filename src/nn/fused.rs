@@ -107,18 +107,58 @@ macro_rules! multiversion {
                 fn avx2($($arg: $ty),*) {
                     portable($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: AVX-512F was just detected.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: AVX2 was just detected.
-                    return unsafe { avx2($($arg),*) };
+                match widest_isa() {
+                    // SAFETY: `widest_isa` returns only a set the CPU has.
+                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    Isa::Portable => {}
                 }
             }
             portable($($arg),*)
         }
     };
+}
+
+/// The instruction sets [`multiversion!`] compiles each kernel for.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Isa {
+    /// Whether this CPU can run the set.
+    fn supported(self) -> bool {
+        match self {
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            Isa::Portable => true,
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+thread_local! {
+    /// A narrower set the tests pin on their thread, to run every version on one CPU.
+    static PINNED_ISA: std::cell::Cell<Option<Isa>> = const { std::cell::Cell::new(None) };
+}
+
+/// The widest set the CPU has (in tests, the one pinned on this thread, if any).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn widest_isa() -> Isa {
+    #[cfg(test)]
+    if let Some(isa) = PINNED_ISA.with(|p| p.get()) {
+        return isa;
+    }
+    [Isa::Avx512, Isa::Avx2]
+        .into_iter()
+        .find(|isa| isa.supported())
+        .unwrap_or(Isa::Portable)
 }
 
 /// An output at most this wide makes a product "thin": [`matmul_thin`] computes it with plain
@@ -854,6 +894,56 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs `f` with the kernels pinned to `isa` on this thread.
+    #[cfg(target_arch = "x86_64")]
+    fn pinned<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
+        assert!(isa.supported(), "{isa:?} is not available here");
+        PINNED_ISA.with(|p| p.set(Some(isa)));
+        let out = f();
+        PINNED_ISA.with(|p| p.set(None));
+        out
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let mut seed = 7u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 21) as f32 - 4.0
+        };
+        let (rows, cols) = (37, 67);
+        let x: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+        let b: Vec<f32> = (0..cols).map(|_| next()).collect();
+        let w: Vec<f32> = (0..cols * 3).map(|_| next()).collect();
+        let kernels = || {
+            let mut act = x.clone();
+            bias_act_inplace(&mut act, &b, true);
+            let mut d = x.clone();
+            elu_backward_inplace(&mut d, &act);
+            let mut db = b.clone();
+            add_column_sums(&mut db, &d);
+            // The two thin layouts: `act · w` and `actᵀ · d[:, ..3]`-shaped.
+            let mut out = vec![0.0f32; rows * 3];
+            matmul(rows, 3, cols, &mut out, &act, [cols, 1], &w, [3, 1], false);
+            let mut wg = vec![0.0f32; cols * 3];
+            matmul(cols, 3, rows, &mut wg, &act, [1, cols], &out, [3, 1], false);
+            [act, d, db, out, wg].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+        };
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2, Isa::Portable]
+            .into_iter()
+            .filter(|isa| isa.supported())
+            .collect();
+        let reference = pinned(Isa::Portable, kernels);
+        assert!(
+            reference[0].iter().any(|&v| f32::from_bits(v) < 0.0),
+            "ELU's negative branch"
+        );
+        for isa in isas {
+            assert_eq!(pinned(isa, kernels), reference, "{isa:?} against portable");
         }
     }
 }
