@@ -210,16 +210,21 @@ fn mpg_model_term_with_weight_one_is_the_nadp_gradient_on_the_fused_path() {
     assert_eq!(-jh, nadp.loss);
 }
 
+/// `f` run in a fresh rayon pool of `threads` threads.
+fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(f)
+}
+
 #[test]
 fn two_thread_bptt_matches_one_thread_and_is_deterministic() {
     for all_actions in [true, false] {
         let s = Setup::new(config("pendulum", "mpg_v1", 25, &[]), 64);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let mut rng = Pcg64Mcg::seed_from_u64(2);
                 bptt::model_return_grad(s.ctx(), &s.obs, all_actions, 1.0, &mut rng)
             })
@@ -238,11 +243,7 @@ fn mixed_gradient_is_the_data_and_model_gradients_summed() {
             let s = Setup::new(config(task, "mpg_v1", 25, &[]), 64);
             let (wd, wm) = (0.3f32, 0.7f32);
             let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                on_threads(threads, || {
                     let mut rng = Pcg64Mcg::seed_from_u64(5);
                     bptt::mixed_grad(s.ctx(), &s.obs, all_actions, (wd, wm), &mut rng)
                 })

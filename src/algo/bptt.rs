@@ -1,4 +1,5 @@
-//! The fused H-step model-return gradient (n-step ADP, MPG's model term) on the host kernels.
+//! The fused H-step model-return gradient (n-step ADP, MPG's model term, with MPG's data term
+//! sharing its policy pass at `s_0`) on the host kernels.
 //!
 //! `J_H = mean[Σ_{t<H} γ^t·scale·r̃_t + γ^H·Q1(s_H, π(s_H))]` over an H-step rollout of the
 //! prior model from the replayed states, differentiated w.r.t. the policy parameters by
