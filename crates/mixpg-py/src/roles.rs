@@ -104,6 +104,21 @@ fn config_of(toml: &str) -> PyResult<Config> {
     Config::from_toml_str(toml, &[]).map_err(value_err)
 }
 
+/// A role's Rust core built by `make` from the config (TOML text) and the first parameter
+/// snapshot, decoded and built without the GIL.
+fn build_core<T: Send>(
+    py: Python<'_>,
+    config_toml: &str,
+    snapshot: &Bound<'_, PyAny>,
+    make: impl FnOnce(&Config, &Snapshot) -> anyhow::Result<T> + Send,
+) -> PyResult<T> {
+    let cfg = config_of(config_toml)?;
+    let snapshot = Encoded::of(snapshot, "snapshot")?;
+    let bytes = snapshot.bytes();
+    py.detach(|| make(&cfg, &Snapshot::from_bytes(bytes)?))
+        .map_err(value_err)
+}
+
 fn stream_of(name: &str) -> PyResult<WorkerStream> {
     Ok(match name {
         "actor_env" => WorkerStream::ActorEnv,
@@ -382,15 +397,9 @@ impl Actor {
         rng_seed: u64,
         snapshot: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let cfg = config_of(config_toml)?;
-        let snapshot = Encoded::of(snapshot, "snapshot")?;
-        let snapshot = snapshot.bytes();
-        let core = py
-            .detach(|| {
-                let s = Snapshot::from_bytes(snapshot)?;
-                ActorCore::new(&cfg, env_seed, rng_seed, &s)
-            })
-            .map_err(value_err)?;
+        let core = build_core(py, config_toml, snapshot, |cfg, s| {
+            ActorCore::new(cfg, env_seed, rng_seed, s)
+        })?;
         Ok(Self {
             held: Held::new(core)?,
         })
@@ -500,15 +509,9 @@ impl Learner {
         seed: u64,
         snapshot: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let cfg = config_of(config_toml)?;
-        let snapshot = Encoded::of(snapshot, "snapshot")?;
-        let snapshot = snapshot.bytes();
-        let core = py
-            .detach(|| {
-                let s = Snapshot::from_bytes(snapshot)?;
-                LearnerCore::new(&cfg, seed, &s)
-            })
-            .map_err(value_err)?;
+        let core = build_core(py, config_toml, snapshot, |cfg, s| {
+            LearnerCore::new(cfg, seed, s)
+        })?;
         Ok(Self {
             held: Held::new(core)?,
         })
