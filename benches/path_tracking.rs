@@ -5,7 +5,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, 
 use mixpg::env::path_tracking::{
     Kernel, PathTrackingEnv, PathTrackingModel, PathTrackingModelConfig,
 };
-use mixpg::env::{Env, ModelTape, PriorModel, StepOut};
+use mixpg::env::{Env, ModelTape, PriorModel, StepOut, TensorModel};
 use mixpg::nn::{device, tensor2};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -56,7 +56,7 @@ fn model(c: &mut Criterion) {
         b.iter(|| {
             let s = tensor2(states.clone(), batch, 6, &dev).require_grad();
             let a = tensor2(actions.clone(), batch, 2, &dev).require_grad();
-            let (ns, r) = model.step(s.clone(), a.clone(), &mut rng);
+            let (ns, r) = model.step_with(s.clone(), a.clone(), &mut rng);
             let loss = ns.sum().add(r.sum());
             let grads = loss.backward();
             black_box((s.grad(&grads), a.grad(&grads)))
@@ -68,7 +68,7 @@ fn model(c: &mut Criterion) {
     let (mut d_state, mut d_action) = (vec![0.0; batch * 6], vec![0.0; batch * 2]);
     g.bench_function("mismatched_fused_fwd_bwd_256", |b| {
         b.iter(|| {
-            model.draw_noise(batch, &mut rng, &mut noise);
+            PriorModel::draw_noise(&model, batch, &mut rng, &mut noise);
             model.step_host(&states, &actions, &noise, &mut next, &mut reward, &mut tape);
             model.step_vjp(&tape, &ones_next, &ones_reward, &mut d_state, &mut d_action);
             black_box((&d_state, &d_action));

@@ -3,7 +3,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use mixpg::env::pendulum::{PendulumEnv, PendulumModel, PendulumModelConfig};
-use mixpg::env::{Env, ModelTape, PriorModel, StepOut};
+use mixpg::env::{Env, ModelTape, PriorModel, StepOut, TensorModel};
 use mixpg::nn::{device, tensor2};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -45,7 +45,7 @@ fn model(c: &mut Criterion) {
             b.iter(|| {
                 let s = tensor2(states.clone(), batch, 4, &dev).require_grad();
                 let a = tensor2(actions.clone(), batch, 1, &dev).require_grad();
-                let (next, r) = model.step(s.clone(), a.clone(), &mut rng);
+                let (next, r) = model.step_with(s.clone(), a.clone(), &mut rng);
                 let loss = next.sum().add(r.sum());
                 let grads = loss.backward();
                 (s.grad(&grads), a.grad(&grads))
@@ -57,7 +57,7 @@ fn model(c: &mut Criterion) {
         let (mut d_state, mut d_action) = (vec![0.0; batch * 4], vec![0.0; batch]);
         group.bench_function(BenchmarkId::new(format!("{name}_fused"), batch), |b| {
             b.iter(|| {
-                model.draw_noise(batch, &mut rng, &mut noise);
+                PriorModel::draw_noise(&model, batch, &mut rng, &mut noise);
                 model.step_host(&states, &actions, &noise, &mut next, &mut reward, &mut tape);
                 model.step_vjp(&tape, &ones_next, &ones_reward, &mut d_state, &mut d_action);
                 black_box((&d_state, &d_action));

@@ -41,6 +41,7 @@ fn batch(rng: &mut Pcg64Mcg, n: usize) -> HostBatch {
         obs,
         terminated: vec![0.0; n],
         truncated: vec![0.0; n],
+        n_step: None,
     }
 }
 
@@ -67,11 +68,11 @@ fn update_group(c: &mut Criterion, group: &str, kernels: &str, pool: &ThreadPool
     let mut learner = Learner::new(
         nets.clone(),
         &cfg,
-        make_model("path_tracking", true).unwrap(),
+        Some(make_model("path_tracking", true).unwrap()),
         None,
         0,
     );
-    let tb = learner.targets(&agent.params, b.clone());
+    let tb = learner.targets(&agent.params, b.clone()).unwrap();
     g.bench_function("critic", |bench| {
         bench.iter(|| {
             pool.install(|| {
@@ -116,7 +117,7 @@ impl ActorSetup {
             nets: &self.nets,
             cfg: &self.cfg,
             p: &self.agent.params,
-            model: self.model.as_ref(),
+            model: Some(self.model.as_ref()),
             bptt: workspace,
         }
     }

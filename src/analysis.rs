@@ -13,7 +13,7 @@ use crate::algo::schedule::mpg_weights;
 use crate::algo::{Agent, Nets};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::env::{make_model, task_spec};
+use crate::env::{Task, lookup};
 use crate::replay::ReplayBuffer;
 use crate::report::bias::{BiasRow, plot_bias, write_bias_csv};
 use crate::runtime::rundir::checkpoints_newest_first;
@@ -43,8 +43,21 @@ impl Default for BiasOptions {
     }
 }
 
-/// Measure the bias at every checkpoint of `run`; write `bias.csv` and `bias.png` into `out`.
+/// Measure the bias at every checkpoint of `run` (of a registered task); write `bias.csv` and
+/// `bias.png` into `out`.
 pub fn analyze_bias(run: &Path, opts: &BiasOptions, out: &Path) -> Result<Vec<BiasRow>> {
+    let cfg = Config::load(&run.join("config.toml"), &[])?;
+    analyze_bias_task(run, &lookup(&cfg.task.name)?, opts, out)
+}
+
+/// [`analyze_bias`] for a run of `task`, which needs an exact model of its simulator (the
+/// reference gradient runs through it).
+pub fn analyze_bias_task(
+    run: &Path,
+    task: &Task,
+    opts: &BiasOptions,
+    out: &Path,
+) -> Result<Vec<BiasRow>> {
     ensure!(opts.states >= 1, "--states must be at least 1");
     ensure!(
         !opts.horizons.is_empty(),
@@ -64,8 +77,14 @@ pub fn analyze_bias(run: &Path, opts: &BiasOptions, out: &Path) -> Result<Vec<Bi
             run.display()
         );
     };
-    let spec = task_spec(&cfg.task.name)?;
-    let nets = Nets::new(&cfg, &spec);
+    ensure!(
+        task.has_exact_model(),
+        "analyze-bias takes its reference gradient through an exact model of the simulator, \
+         and task `{}` has none (Task::with_exact_model)",
+        task.name()
+    );
+    let spec = task.spec();
+    let nets = Nets::new(&cfg, spec);
     let ck = Checkpoint::load(latest)?;
     let replay = ReplayBuffer::restore_from(
         &ck,
@@ -88,8 +107,8 @@ pub fn analyze_bias(run: &Path, opts: &BiasOptions, out: &Path) -> Result<Vec<Bi
     let states = replay
         .sample(opts.states, &mut Pcg64Mcg::seed_from_u64(opts.seed))
         .obs;
-    let model = make_model(&cfg.task.name, cfg.task.model_mismatch)?;
-    let exact = make_model(&cfg.task.name, false)?;
+    let model = task.make_model(cfg.task.model_mismatch)?;
+    let exact = task.make_model(false)?;
     let setup = BiasSetup {
         nets: &nets,
         cfg: &cfg,

@@ -37,8 +37,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// Task name: `path_tracking`, `pendulum` or the test task `lqr` (`mixpg tasks` lists them);
-    /// kebab case (`path-tracking`) and the alias `inverted-pendulum` are accepted.
+    /// Task name: a registered task, `path_tracking`, `pendulum` or the test task `lqr`
+    /// built in (`mixpg tasks` lists them); kebab case (`path-tracking`) and the alias
+    /// `inverted-pendulum` are accepted.
     pub name: String,
     /// Agents in each actor's vectorized environment (reference: 8 path tracking, 1 pendulum).
     #[serde(default = "d_num_agents")]
@@ -99,6 +100,16 @@ impl AlgoName {
         }
     }
 
+    /// Whether the critic learns from n-step targets (MPG-v1, n-step DPG, n-step ADP).
+    pub fn n_step_critic(self) -> bool {
+        matches!(self, Self::MpgV1 | Self::Ndpg | Self::Nadp)
+    }
+
+    /// Whether the policy gradient runs through a prior model (MPG-v1, MPG-v2, n-step ADP).
+    pub fn needs_model(self) -> bool {
+        matches!(self, Self::MpgV1 | Self::MpgV2 | Self::Nadp)
+    }
+
     /// The algorithm named `name`, in snake case (`mpg_v2`) or kebab case (`mpg-v2`).
     pub fn parse(name: &str) -> Option<AlgoName> {
         let snake = name.trim().replace('-', "_");
@@ -127,6 +138,9 @@ pub enum ValueTarget {
     Env,
     /// The prior model, as the reference code's n-step ADP does.
     Model,
+    /// The replay's own stored trajectories (the behaviour policy's actions, uncorrected):
+    /// for tasks whose environment cannot be set to a replayed state.
+    Replay,
 }
 
 /// Algorithm hyper-parameters. Fields not used by an algorithm are ignored by it.
@@ -196,8 +210,10 @@ pub struct AlgoConfig {
     /// How later rollout actions enter MPG's gradient.
     #[serde(default = "d_rollout_grad")]
     pub rollout_gradient: RolloutGradient,
-    /// Where n-step value targets are rolled out: `env` (default, the paper) or `model`
-    /// (the reference code's n-step ADP).
+    /// Where n-step value targets are rolled out: `env` (default, the paper: the true
+    /// environment reset to each replayed state), `model` (the prior model, the reference
+    /// code's n-step ADP) or `replay` (the replay's stored trajectories, for environments that
+    /// cannot be set to a state).
     #[serde(default = "d_value_target")]
     pub value_target: ValueTarget,
     /// TD3 target-policy smoothing noise std.
@@ -513,7 +529,7 @@ impl Default for RuntimeConfig {
     }
 }
 
-use crate::env::{TASKS, canonical_task};
+use crate::env::canonical_name;
 
 impl Config {
     /// Parse TOML text, apply `key=value` overrides, and validate.
@@ -526,9 +542,7 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))
             .context("invalid configuration")?;
-        if let Some(name) = canonical_task(&cfg.task.name) {
-            cfg.task.name = name.to_string();
-        }
+        cfg.task.name = canonical_name(&cfg.task.name);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -575,13 +589,7 @@ impl Config {
         let a = &self.algo;
         let tr = &self.train;
         let r = &self.runtime;
-        if !TASKS.contains(&t.name.as_str()) {
-            bail!(
-                "task.name = {:?} is not a known task (known: {})",
-                t.name,
-                TASKS.join(", ")
-            );
-        }
+        check(!t.name.is_empty(), "task.name", "must name a task")?;
         check(t.num_agents >= 1, "task.num_agents", "must be at least 1")?;
         check(tr.threads >= 1, "train.threads", "must be at least 1")?;
         check(

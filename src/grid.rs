@@ -21,12 +21,16 @@ use anyhow::{Context, Result, bail};
 
 use crate::checkpoint::write_atomic;
 use crate::config::{AlgoName, Config};
-use crate::env::{TASKS, canonical_task};
+use crate::env::lookup;
 use crate::report::{ReportSummary, parse_progress, write_report};
 use crate::runtime::{Trainer, serial::latest_checkpoint};
 
 /// The paper's benchmark tasks (what `--task all` means).
 pub const PAPER_TASKS: [&str; 2] = ["path_tracking", "pendulum"];
+
+/// The directory under `--configs` of the algorithms' generic configs, used for a task that
+/// has no directory of its own (`task.name` set to the task).
+pub const GENERIC: &str = "generic";
 
 /// The algorithms of the paper's Table I (the default of `--algos`; `all` adds DDPG).
 pub const PAPER_ALGOS: [&str; 6] = ["mpg_v1", "mpg_v2", "ndpg", "nadp", "td3", "sac"];
@@ -328,10 +332,7 @@ impl GridOptions {
         anyhow::ensure!(!tasks.is_empty(), "--task names no task");
         let tasks = tasks
             .iter()
-            .map(|t| match canonical_task(t) {
-                Some(c) => Ok(c.to_string()),
-                None => bail!("unknown task `{t}` (known: {}, or `all`)", TASKS.join(", ")),
-            })
+            .map(|t| Ok(lookup(t)?.name().to_string()))
             .collect::<Result<Vec<String>>>()?;
 
         let listed = split_list(&self.algos);
@@ -384,12 +385,17 @@ impl GridOptions {
         preset: Option<&PresetValues>,
     ) -> Result<RunSpec> {
         let own = self.configs.join(task).join(format!("{algo}.toml"));
+        let generic = self.configs.join(GENERIC).join(format!("{algo}.toml"));
         let mut sets: Vec<String> = Vec::new();
         let config_path = if own.is_file() {
             own
-        } else if algo == "ddpg" {
+        } else if algo == "ddpg" && self.configs.join(task).join("td3.toml").is_file() {
             sets.extend(DDPG_FROM_TD3.iter().map(|s| s.to_string()));
             self.configs.join(task).join("td3.toml")
+        } else if !self.configs.join(task).is_dir() && generic.is_file() {
+            // A task without configs of its own: the algorithm's generic config.
+            sets.push(format!("task.name={task}"));
+            generic
         } else {
             own
         };

@@ -23,6 +23,32 @@ pub struct HostBatch {
     pub terminated: Vec<f32>,
     /// 1.0 where the episode was cut by the time limit.
     pub truncated: Vec<f32>,
+    /// n-step returns along the stored trajectories (`algo.value_target = "replay"`).
+    pub n_step: Option<NStepReturns>,
+}
+
+/// Each row's n-step return along the replay's stored trajectory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NStepReturns {
+    /// `Σ_{t<m} γ^t r_t` (unscaled) over the `m ≤ n` stored steps from the row's transition.
+    pub ret: Vec<f32>,
+    /// The state `s_m` to bootstrap from, `len × obs_dim`.
+    pub boot_obs: Vec<f32>,
+    /// `γ^m`, or 0 where the trajectory ended in an absorbing termination.
+    pub discount: Vec<f32>,
+}
+
+/// How [`ReplayBuffer::sample_n_step`] follows stored trajectories.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NStepWindow {
+    /// Steps n of the return.
+    pub n: usize,
+    /// Rows between an agent's consecutive transitions (the vectorized env's agent count).
+    pub stride: usize,
+    /// Discount γ.
+    pub gamma: f32,
+    /// A terminated transition is absorbing (no bootstrap after it).
+    pub absorbing: bool,
 }
 
 /// A mini-batch as tensors.
@@ -157,8 +183,59 @@ impl ReplayBuffer {
 
     /// Sample `n` transitions uniformly with replacement.
     pub fn sample(&self, n: usize, rng: &mut impl Rng) -> HostBatch {
+        self.gather(&self.sample_indices(n, rng))
+    }
+
+    /// [`ReplayBuffer::sample`] (the same draws) with each row's n-step return along its
+    /// stored trajectory: the transition `stride` rows later continues it when it was stored
+    /// later and starts where this one ended (the same observation, bit for bit); the walk
+    /// stops after `n` steps, at a truncation or termination, or where the trajectory is not
+    /// stored (a reset, an overwritten or another buffer's transition) and bootstraps there.
+    pub fn sample_n_step(&self, n: usize, rng: &mut impl Rng, w: &NStepWindow) -> HostBatch {
+        let idx = self.sample_indices(n, rng);
+        let mut b = self.gather(&idx);
+        let o = self.obs_dim;
+        let mut nb = NStepReturns {
+            ret: Vec::with_capacity(n),
+            boot_obs: Vec::with_capacity(n * o),
+            discount: Vec::with_capacity(n),
+        };
+        for &start in &idx {
+            let (mut cur, mut ret, mut disc) = (start, 0.0f32, 1.0f32);
+            for m in 1..=w.n.max(1) {
+                ret += disc * self.rew[cur];
+                disc *= w.gamma;
+                let terminated = self.terminated[cur] > 0.0;
+                if terminated && w.absorbing {
+                    disc = 0.0;
+                    break;
+                }
+                if m == w.n || terminated || self.truncated[cur] > 0.0 {
+                    break;
+                }
+                match self.continuation(cur, w.stride) {
+                    Some(next) => cur = next,
+                    None => break,
+                }
+            }
+            nb.ret.push(ret);
+            nb.boot_obs
+                .extend_from_slice(&self.next_obs[cur * o..(cur + 1) * o]);
+            nb.discount.push(disc);
+        }
+        b.n_step = Some(nb);
+        b
+    }
+
+    /// Uniform indices of stored transitions.
+    fn sample_indices(&self, n: usize, rng: &mut impl Rng) -> Vec<usize> {
         assert!(self.len > 0, "cannot sample from an empty replay buffer");
-        let (o, a) = (self.obs_dim, self.act_dim);
+        (0..n).map(|_| rng.random_range(0..self.len)).collect()
+    }
+
+    /// The transitions at `idx` as a batch.
+    fn gather(&self, idx: &[usize]) -> HostBatch {
+        let (o, a, n) = (self.obs_dim, self.act_dim, idx.len());
         let mut b = HostBatch {
             len: n,
             obs: Vec::with_capacity(n * o),
@@ -167,9 +244,9 @@ impl ReplayBuffer {
             next_obs: Vec::with_capacity(n * o),
             terminated: Vec::with_capacity(n),
             truncated: Vec::with_capacity(n),
+            n_step: None,
         };
-        for _ in 0..n {
-            let i = rng.random_range(0..self.len);
+        for &i in idx {
             b.obs.extend_from_slice(&self.obs[i * o..(i + 1) * o]);
             b.act.extend_from_slice(&self.act[i * a..(i + 1) * a]);
             b.rew.push(self.rew[i]);
@@ -179,6 +256,19 @@ impl ReplayBuffer {
             b.truncated.push(self.truncated[i]);
         }
         b
+    }
+
+    /// The stored transition that continues transition `i`'s trajectory `stride` rows later,
+    /// if there is one.
+    fn continuation(&self, i: usize, stride: usize) -> Option<usize> {
+        let cap = self.capacity;
+        let oldest = if self.len < cap { 0 } else { self.next };
+        let rank = |j: usize| (j + cap - oldest) % cap;
+        let j = (i + stride) % cap;
+        let o = self.obs_dim;
+        let later = rank(j) > rank(i) && rank(j) < self.len;
+        let same = |k: usize| self.obs[j * o + k].to_bits() == self.next_obs[i * o + k].to_bits();
+        (later && (0..o).all(same)).then_some(j)
     }
 
     /// The storage arrays in a fixed order, for checkpoints.

@@ -47,7 +47,7 @@ fn loss_value(nets: &Nets, cfg: &Config, p: &Params, pi: &ParamSet, obs: &[f32],
         nets,
         cfg,
         p,
-        model: model.as_ref(),
+        model: Some(model.as_ref()),
         bptt: &bptt::Workspace::default(),
     };
     let (l, _) = policy::loss(ctx, pi.frozen(), s, k, &mut rng);
@@ -64,7 +64,7 @@ fn policy_grad(nets: &Nets, cfg: &Config, p: &Params, obs: &[f32], k: u64) -> Ve
         nets,
         cfg,
         p,
-        model: model.as_ref(),
+        model: Some(model.as_ref()),
         bptt: &bptt::Workspace::default(),
     };
     policy::gradient(ctx, obs, k, &mut rng).grads
@@ -133,10 +133,11 @@ fn q_loss_gradient_matches_finite_differences() {
         next_obs: obs.iter().map(|x| x * 0.9).collect(),
         terminated: vec![0.0; n],
         truncated: vec![0.0; n],
+        n_step: None,
     };
     let model = make_model("lqr", true).unwrap();
-    let mut learner = Learner::new(nets.clone(), &cfg, model, None, 0);
-    let tb = learner.targets(&p, batch.clone());
+    let mut learner = Learner::new(nets.clone(), &cfg, Some(model), None, 0);
+    let tb = learner.targets(&p, batch.clone()).unwrap();
     let g = learner.compute(&p, &tb, 1, false);
     let value = |q1: &ParamSet| {
         let s = tensor2(batch.obs.clone(), n, 2, &plain_device());
@@ -377,16 +378,17 @@ fn n_step_targets_follow_the_true_environment() {
         next_obs: obs.clone(),
         terminated: vec![0.0; n],
         truncated: vec![0.0; n],
+        n_step: None,
     };
     let env = make_env("lqr", n, 0).unwrap();
     let mut learner = Learner::new(
         nets.clone(),
         &cfg,
-        make_model("lqr", true).unwrap(),
+        Some(make_model("lqr", true).unwrap()),
         Some(env),
         0,
     );
-    let got = learner.targets(&p, batch).targets;
+    let got = learner.targets(&p, batch).unwrap().targets;
     let g = cfg.algo.gamma as f32;
     for i in 0..n {
         let mut s = [obs[2 * i], obs[2 * i + 1]];

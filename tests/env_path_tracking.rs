@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use mixpg::env::path_tracking::{
     self as pt, Kernel, PathTrackingEnv, PathTrackingModel, PathTrackingModelConfig,
 };
-use mixpg::env::{Env, PriorModel, StepOut};
+use mixpg::env::{Env, StepOut, TensorModel};
 use mixpg::nn::{device, tensor2, to_vec};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -27,7 +27,7 @@ fn model_step(
 ) -> (Vec<f32>, Vec<f32>) {
     let n = s.len() / 6;
     let dev = device();
-    let (ns, r) = model.step(
+    let (ns, r) = model.step_with(
         tensor2(s.to_vec(), n, 6, &dev),
         tensor2(a.to_vec(), n, 2, &dev),
         rng,
@@ -299,7 +299,7 @@ fn model_step_gradients_match_finite_differences() {
     let dev = device();
     let st = tensor2(s.clone(), n, 6, &dev).require_grad();
     let at = tensor2(a.clone(), n, 2, &dev).require_grad();
-    let (ns, rw) = model.step(st.clone(), at.clone(), &mut rng);
+    let (ns, rw) = model.step_with(st.clone(), at.clone(), &mut rng);
     let (nsv, rwv) = (to_vec(ns.clone()), to_vec(rw.clone()));
     for i in 0..n {
         let s64: Vec<f64> = s[6 * i..6 * i + 6].iter().map(|&v| v as f64).collect();

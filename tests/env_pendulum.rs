@@ -6,7 +6,7 @@ use mixpg::env::pendulum::{
     EPISODE_LEN, PendulumEnv, PendulumModel, PendulumModelConfig, PendulumPhysics, capsule_inertia,
     capsule_volume, is_failure, reward, spec,
 };
-use mixpg::env::{Env, PriorModel, StepOut};
+use mixpg::env::{Env, PriorModel, StepOut, TensorModel};
 use mixpg::nn::{device, plain_device, tensor2, to_vec};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -38,7 +38,10 @@ fn spec_is_the_papers_task() {
     assert_eq!(s.obs_scale, vec![0.001, 1.0 / 3.0, 0.1, 0.5]);
     let env = PendulumEnv::new(3, 0);
     assert_eq!(env.spec(), &s);
-    assert_eq!(PendulumModel::new(PendulumModelConfig::exact()).spec(), &s);
+    assert_eq!(
+        PriorModel::spec(&PendulumModel::new(PendulumModelConfig::exact())),
+        &s
+    );
 }
 
 // ---------------------------------------------------------------- masses and inertia
@@ -368,7 +371,7 @@ fn model_step(model: &PendulumModel, states: &[[f64; 4]], actions: &[f64]) -> Ve
     );
     let a = tensor2(actions.iter().map(|&x| x as f32).collect(), n, 1, &dev);
     let mut rng = Pcg64Mcg::seed_from_u64(0);
-    let (next, _) = model.step(s, a, &mut rng);
+    let (next, _) = model.step_with(s, a, &mut rng);
     to_vec(next)
         .chunks_exact(4)
         .map(|c| std::array::from_fn(|j| c[j] as f64))
@@ -449,8 +452,8 @@ fn model_noise_is_biased_gaussian_on_cart_position_only() {
     let actions: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     let s = tensor2(states, n, 4, &dev);
     let a = tensor2(actions, n, 1, &dev);
-    let (x, rx) = noisy.step(s.clone(), a.clone(), &mut rng);
-    let (y, ry) = clean.step(s, a, &mut rng);
+    let (x, rx) = noisy.step_with(s.clone(), a.clone(), &mut rng);
+    let (y, ry) = clean.step_with(s, a, &mut rng);
     assert_eq!(to_vec(rx), to_vec(ry), "noise does not touch the reward");
     let (x, y) = (to_vec(x), to_vec(y));
     let d: Vec<f64> = x.iter().zip(&y).map(|(a, b)| (a - b) as f64).collect();
@@ -491,7 +494,7 @@ fn model_reward_matches_environment_reward() {
         assert!((r[i] as f64 - want).abs() < 1e-5 * (1.0 + want.abs()));
         assert!((out.reward[i] - r[i]).abs() < 1e-5 * (1.0 + r[i].abs()));
     }
-    let (_, r2) = model.step(
+    let (_, r2) = model.step_with(
         tensor2(flat, 16, 4, &dev),
         tensor2(actions, 16, 1, &dev),
         &mut rng,
@@ -518,7 +521,7 @@ fn check_gradients(cfg: PendulumModelConfig) {
     let loss = |s: &[f32], a: &[f32]| -> f64 {
         let dev = plain_device();
         let mut r = Pcg64Mcg::seed_from_u64(0);
-        let (next, rew) = model.step(
+        let (next, rew) = model.step_with(
             tensor2(s.to_vec(), n, 4, &dev),
             tensor2(a.to_vec(), n, 1, &dev),
             &mut r,
@@ -540,7 +543,7 @@ fn check_gradients(cfg: PendulumModelConfig) {
     let s = tensor2(states.clone(), n, 4, &dev).require_grad();
     let a = tensor2(actions.clone(), n, 1, &dev).require_grad();
     let mut r = Pcg64Mcg::seed_from_u64(0);
-    let (next, rew) = model.step(s.clone(), a.clone(), &mut r);
+    let (next, rew) = model.step_with(s.clone(), a.clone(), &mut r);
     let l = next
         .mul(tensor2(w.clone(), n, 4, &dev))
         .sum()

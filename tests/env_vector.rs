@@ -2,7 +2,7 @@
 //! next-step autoreset), on every task.
 
 use mixpg::env::vector::AutoResetEnv;
-use mixpg::env::{StepOut, TASKS, make_env, task_spec};
+use mixpg::env::{StepOut, TASKS, lookup, make_env, task_spec};
 
 /// Deterministic, varied actions within the bounds for step `t`.
 fn actions(task: &str, n: usize, t: usize) -> Vec<f32> {
@@ -85,7 +85,7 @@ fn autoreset_is_next_step_and_truncates_at_the_episode_length() {
     for task in TASKS {
         let s = task_spec(task).unwrap();
         let n = 4;
-        let mut env = AutoResetEnv::new(task, n, 11).unwrap();
+        let mut env = AutoResetEnv::new(&lookup(task).unwrap(), n, 11).unwrap();
         env.reset(Some(11));
         let mut out = StepOut::default();
         let mut len = vec![0usize; n];
@@ -123,8 +123,8 @@ fn autoreset_is_next_step_and_truncates_at_the_episode_length() {
 
 #[test]
 fn seeded_reset_is_reproducible_and_bad_actions_are_errors() {
-    let mut a = AutoResetEnv::new("path-tracking", 8, 0).unwrap();
-    let mut b = AutoResetEnv::new("path_tracking", 8, 99).unwrap();
+    let mut a = AutoResetEnv::new(&lookup("path-tracking").unwrap(), 8, 0).unwrap();
+    let mut b = AutoResetEnv::new(&lookup("path_tracking").unwrap(), 8, 99).unwrap();
     assert_eq!(a.reset(Some(3)), b.reset(Some(3)));
     assert_eq!(a.reset(None), b.reset(None));
     assert_ne!(a.reset(Some(3)), a.reset(Some(4)));
@@ -133,6 +133,6 @@ fn seeded_reset_is_reproducible_and_bad_actions_are_errors() {
     assert!(e.contains("expected 16 actions"), "{e}");
     let e = a.step(&[f32::NAN; 16], &mut out).unwrap_err().to_string();
     assert!(e.contains("finite"), "{e}");
-    assert!(AutoResetEnv::new("pendulum", 0, 0).is_err());
-    assert!(AutoResetEnv::new("cartpole", 1, 0).is_err());
+    assert!(AutoResetEnv::new(&lookup("pendulum").unwrap(), 0, 0).is_err());
+    assert!(lookup("cartpole").is_err());
 }

@@ -82,7 +82,7 @@ fn sac_feeds_q_the_clipped_actions_it_stores() {
         nets: &nets,
         cfg: &cfg,
         p: &p,
-        model: model.as_ref(),
+        model: Some(model.as_ref()),
         bptt: &workspace,
     };
     let (loss, _) = policy::loss(
@@ -129,6 +129,7 @@ fn sac_feeds_q_the_clipped_actions_it_stores() {
         next_obs: obs.clone(),
         terminated: vec![0.0; n],
         truncated: vec![0.0; n],
+        n_step: None,
     };
     let y = targets::one_step(&nets, &cfg, &p, &b, &mut Pcg64Mcg::seed_from_u64(9));
     let s2 = tensor2(obs.clone(), n, o, &dev);
@@ -169,11 +170,12 @@ fn lqr_targets(extra: &[&str]) -> Vec<f32> {
         next_obs: out.next_obs,
         terminated: vec![0.0; n],
         truncated: vec![0.0; n],
+        n_step: None,
     };
     let model = make_model("lqr", cfg.task.model_mismatch).unwrap();
     let env = make_env("lqr", n, 6).unwrap();
-    let mut learner = Learner::new(nets, &cfg, model, Some(env), 8);
-    learner.targets(&p, b).targets
+    let mut learner = Learner::new(nets, &cfg, Some(model), Some(env), 8);
+    learner.targets(&p, b).unwrap().targets
 }
 
 #[test]
@@ -253,10 +255,11 @@ fn gradient_stats_report_terminations_and_unclipped_norms() {
         next_obs: obs,
         terminated: vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
         truncated: vec![0.0; n],
+        n_step: None,
     };
     let model = make_model("lqr", true).unwrap();
-    let mut learner = Learner::new(nets, &cfg, model, None, 3);
-    let tb = learner.targets(&p, b);
+    let mut learner = Learner::new(nets, &cfg, Some(model), None, 3);
+    let tb = learner.targets(&p, b).unwrap();
     let g = learner.compute(&p, &tb, 0, true);
     assert_eq!(g.stats.terminated_frac, 0.25);
     let q1 = nn::global_norm(&g.q1) as f64;

@@ -84,7 +84,7 @@ impl Setup {
             nets: &self.nets,
             cfg: &self.cfg,
             p: &self.params,
-            model: self.model.as_ref(),
+            model: Some(self.model.as_ref()),
             bptt: &self.workspace,
         }
     }

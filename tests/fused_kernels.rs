@@ -397,13 +397,20 @@ fn task_batch(task: &str) -> HostBatch {
         next_obs: out.next_obs.clone(),
         terminated: vec![0.0; ALG_BATCH],
         truncated: vec![0.0; ALG_BATCH],
+        n_step: None,
     }
 }
 
 fn learner(task: &str, cfg: &Config) -> Learner {
     let nets = Nets::new(cfg, &task_spec(task).unwrap());
     let env = make_env(task, ALG_BATCH, 0).unwrap();
-    Learner::new(nets, cfg, make_model(task, true).unwrap(), Some(env), 0)
+    Learner::new(
+        nets,
+        cfg,
+        Some(make_model(task, true).unwrap()),
+        Some(env),
+        0,
+    )
 }
 
 fn assert_scalar_close(what: &str, a: f64, b: f64) {
@@ -437,8 +444,8 @@ fn targets_critic_and_policy_gradients_match_autodiff_on_both_tasks() {
             let cfg_f = task_config(task, file, algo, "fused", &extra);
             let (mut la, mut lf) = (learner(task, &cfg_a), learner(task, &cfg_f));
             let p = distinct_params(&la.nets, &cfg_a);
-            let ta = la.targets(&p, b.clone());
-            let tf = lf.targets(&p, b.clone());
+            let ta = la.targets(&p, b.clone()).unwrap();
+            let tf = lf.targets(&p, b.clone()).unwrap();
             assert_close(&format!("{what} targets"), &tf.targets, &ta.targets);
             // Mid-schedule, so both MPG weights are non-zero.
             let k = cfg_a.algo.schedule_iterations / 2;
@@ -521,7 +528,7 @@ fn ndpg_gradient_at_full_width_matches_autodiff() {
             nets: &nets,
             cfg: &cfg,
             p: &p,
-            model: model.as_ref(),
+            model: Some(model.as_ref()),
             bptt: &bptt::Workspace::default(),
         };
         policy::gradient(ctx, &b.obs, 0, &mut Pcg64Mcg::seed_from_u64(0)).grads

@@ -169,7 +169,8 @@ fn reference(model: &dyn PriorModel, x: &Inputs, rng: &mut Pcg64Mcg) -> Host {
     let dev = device();
     let s = tensor2(x.state.clone(), batch, o, &dev).require_grad();
     let act = tensor2(x.action.clone(), batch, a, &dev).require_grad();
-    let (next, reward) = model.step(s.clone(), act.clone(), rng);
+    let tensor = model.tensor().expect("built-in models have a tensor step");
+    let (next, reward) = tensor.step_with(s.clone(), act.clone(), rng);
     let d_next = tensor2(x.d_next.clone(), batch, o, &dev);
     let d_reward = Tensor::<1>::from_data(
         burn::tensor::TensorData::new(x.d_reward.clone(), [batch]),
@@ -338,6 +339,7 @@ fn model_error_measures_the_expected_step_against_the_next_observations() {
             next_obs: next,
             terminated: vec![0.0; BATCH],
             truncated: vec![0.0; BATCH],
+            n_step: None,
         };
         let e0 = mixpg::algo::model_error(model, &batch);
         assert!(e0 < 1e-6, "{}: {e0}", case.name);

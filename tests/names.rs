@@ -4,7 +4,7 @@
 use clap::Parser;
 use mixpg::cli::{Cli, Command};
 use mixpg::config::{AlgoName, Config};
-use mixpg::env::{canonical_task, make_env, make_model, task_spec};
+use mixpg::env::{canonical_task, lookup, make_env, make_model, task_spec};
 use mixpg::grid::Preset;
 
 fn config(task: &str, algo: &str) -> anyhow::Result<Config> {
@@ -33,8 +33,9 @@ fn configs_accept_kebab_case_and_store_snake_case() {
         (c.task.name.as_str(), c.algo.name),
         ("path_tracking", AlgoName::MpgV1)
     );
-    let e = format!("{:#}", config("path-trackin", "td3").unwrap_err());
-    assert!(e.contains("not a known task"), "{e}");
+    let c = config("path-trackin", "td3").unwrap();
+    let e = format!("{:#}", lookup(&c.task.name).unwrap_err());
+    assert!(e.contains("unknown task `path_trackin`"), "{e}");
     assert!(config("lqr", "mpg-v3").is_err());
 }
 

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mixpg::report::{Task, parse_progress, write_report};
+use mixpg::report::{parse_progress, write_report};
 
 const HEADER: &str = "iteration,wall_s,env_steps,eval_return_mean,eval_return_std,w_data,w_model,q_loss,policy_loss,pg_time_ms,update_time_ms";
 
@@ -176,7 +176,7 @@ fn table_values_by_hand() {
     let pt = summary
         .tables
         .iter()
-        .find(|t| t.task == Task::PathTracking)
+        .find(|t| t.task.name() == "path_tracking")
         .unwrap();
     assert_eq!(pt.goals, vec![-100.0, -30.0, -10.0, -5.0]);
     let names: Vec<&str> = pt.rows.iter().map(|r| r.display.as_str()).collect();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use mixpg::algo::{Agent, Learner, Nets};
 use mixpg::config::Config;
-use mixpg::env::{make_model, task_spec};
+use mixpg::env::{Task, lookup, make_model, task_spec};
 use mixpg::replay::ReplayBuffer;
 use mixpg::runtime::AsyncTrainer;
 use mixpg::runtime::roles::{
@@ -21,6 +21,10 @@ use rand_pcg::Pcg64Mcg;
 
 fn cfg(sets: &[&str]) -> Config {
     common::async_lqr_config(sets)
+}
+
+fn task(cfg: &Config) -> Task {
+    lookup(&cfg.task.name).unwrap()
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -37,10 +41,10 @@ fn snapshot(cfg: &Config, seed: u64, version: u64) -> Snapshot {
 
 /// A warm buffer filled by an actor, and a batch from it.
 fn filled_buffer(cfg: &Config, snap: &Snapshot) -> BufferCore {
-    let mut actor = ActorCore::new(cfg, 1, 2, snap).unwrap();
-    let mut buf = BufferCore::new(cfg, None, 3).unwrap();
+    let mut actor = ActorCore::new(cfg, &task(cfg), 1, 2, snap).unwrap();
+    let mut buf = BufferCore::new(cfg, task(cfg).spec(), None, 3).unwrap();
     while !buf.is_warm() {
-        buf.insert(&actor.collect());
+        buf.insert(&actor.collect().unwrap());
     }
     buf
 }
@@ -83,8 +87,8 @@ fn snapshot_bytes_round_trip() {
 fn experience_batch_and_replay_bytes_round_trip() {
     let c = cfg(&[]);
     let snap = snapshot(&c, 1, 0);
-    let mut actor = ActorCore::new(&c, 1, 2, &snap).unwrap();
-    let e = actor.collect();
+    let mut actor = ActorCore::new(&c, &task(&c), 1, 2, &snap).unwrap();
+    let e = actor.collect().unwrap();
     assert_eq!(e.len(), c.algo.collect_steps * c.task.num_agents);
     let b = e.to_bytes();
     assert_eq!(Experience::from_bytes(&b).unwrap(), e);
@@ -115,9 +119,9 @@ fn tagged_gradient_bytes_round_trip() {
         let c = cfg(&[&format!("algo.name=\"{algo}\"")]);
         let snap = snapshot(&c, 1, 5);
         let mut buf = filled_buffer(&c, &snap);
-        let mut l = LearnerCore::new(&c, 9, &snap).unwrap();
-        let mut grads = vec![l.step(None, buf.try_sample()).unwrap()];
-        grads.extend(l.step(None, None));
+        let mut l = LearnerCore::new(&c, &task(&c), 9, &snap).unwrap();
+        let mut grads = vec![l.step(None, buf.try_sample()).unwrap().unwrap()];
+        grads.extend(l.step(None, None).unwrap());
         for g in grads {
             assert!(
                 g.grads.pi.is_some(),
@@ -147,22 +151,22 @@ fn learner_core_matches_the_plain_learner() {
     let snap = snapshot(&c, 1, 11);
     let mut buf = filled_buffer(&c, &snap);
     let batch = buf.try_sample().unwrap();
-    let mut core = LearnerCore::new(&c, 9, &snap).unwrap();
+    let mut core = LearnerCore::new(&c, &task(&c), 9, &snap).unwrap();
     let got = [
-        core.step(None, Some(batch.clone())).unwrap(),
-        core.step(Some(&snap), None).unwrap(),
+        core.step(None, Some(batch.clone())).unwrap().unwrap(),
+        core.step(Some(&snap), None).unwrap().unwrap(),
     ];
     assert!(
-        core.step(None, None).is_none(),
+        core.step(None, None).unwrap().is_none(),
         "more than algo.batch_reuse gradients"
     );
     assert_eq!(core.made(), 2);
 
     let nets = Nets::new(&c, &task_spec(&c.task.name).unwrap());
     let model = make_model(&c.task.name, c.task.model_mismatch).unwrap();
-    let mut plain = Learner::new(nets, &c, model, None, 9);
+    let mut plain = Learner::new(nets, &c, Some(model), None, 9);
     let p = snap.params();
-    let tb = plain.targets(&p, batch);
+    let tb = plain.targets(&p, batch).unwrap();
     for (i, g) in got.iter().enumerate() {
         let want = plain.compute(&p, &tb, 11, i == 0);
         assert_eq!(g.version, 11);
@@ -174,10 +178,10 @@ fn learner_core_matches_the_plain_learner() {
     }
     // A newer snapshot is taken up, also between the reuses of one batch.
     let newer = snapshot(&c, 2, 12);
-    let g = core.step(Some(&newer), buf.try_sample()).unwrap();
+    let g = core.step(Some(&newer), buf.try_sample()).unwrap().unwrap();
     assert_eq!(g.version, 12);
     let newest = snapshot(&c, 3, 13);
-    let g2 = core.step(Some(&newest), None).unwrap();
+    let g2 = core.step(Some(&newest), None).unwrap().unwrap();
     assert_eq!(g2.version, 13);
     assert_ne!(
         g.grads.q1, g2.grads.q1,
@@ -189,11 +193,11 @@ fn learner_core_matches_the_plain_learner() {
 fn buffer_core_keeps_the_samples_per_insert_bound() {
     let c = cfg(&["runtime.samples_per_insert=2.0"]);
     let snap = snapshot(&c, 1, 0);
-    let mut actor = ActorCore::new(&c, 1, 2, &snap).unwrap();
-    let mut buf = BufferCore::new(&c, None, 3).unwrap();
+    let mut actor = ActorCore::new(&c, &task(&c), 1, 2, &snap).unwrap();
+    let mut buf = BufferCore::new(&c, task(&c).spec(), None, 3).unwrap();
     assert!(buf.try_sample().is_none(), "an empty buffer sampled");
     while !buf.is_warm() {
-        buf.insert(&actor.collect());
+        buf.insert(&actor.collect().unwrap());
     }
     let mut n = 0;
     while buf.try_sample().is_some() {
@@ -209,7 +213,7 @@ fn buffer_core_keeps_the_samples_per_insert_bound() {
         (smp + c.algo.batch_size as u64) as f64 > 2.0 * ins as f64,
         "stopped before the bound"
     );
-    buf.insert(&actor.collect());
+    buf.insert(&actor.collect().unwrap());
     assert!(
         buf.try_sample().is_some(),
         "new experience did not lift the bound"
@@ -220,14 +224,18 @@ fn buffer_core_keeps_the_samples_per_insert_bound() {
 fn actor_core_acts_with_the_snapshot_it_is_given() {
     let c = cfg(&[]);
     let (a, b) = (snapshot(&c, 1, 0), snapshot(&c, 2, 1));
-    let mut x = ActorCore::new(&c, 1, 2, &a).unwrap();
-    let mut y = ActorCore::new(&c, 1, 2, &a).unwrap();
-    assert_eq!(x.collect(), y.collect(), "same seeds and policy differ");
+    let mut x = ActorCore::new(&c, &task(&c), 1, 2, &a).unwrap();
+    let mut y = ActorCore::new(&c, &task(&c), 1, 2, &a).unwrap();
+    assert_eq!(
+        x.collect().unwrap(),
+        y.collect().unwrap(),
+        "same seeds and policy differ"
+    );
     y.set_policy(&b);
     assert_eq!(y.version(), 1);
     assert_ne!(
-        x.collect().act,
-        y.collect().act,
+        x.collect().unwrap().act,
+        y.collect().unwrap().act,
         "a new policy did not change the actions"
     );
 }
@@ -253,16 +261,16 @@ fn step_wise_run_resumes_with_the_thread_runtime() {
         "train.eval_interval=20",
         "train.eval_episodes=2",
     ]);
-    let mut opt = Optimizer::create(c.clone(), &dir).unwrap();
+    let mut opt = Optimizer::create(c.clone(), task(&c), &dir).unwrap();
     opt.set_quiet(true);
     assert!(opt.take_restored_replay().iter().all(Option::is_none));
     opt.start_session().unwrap();
     let snap = opt.snapshot();
-    let mut actor = ActorCore::new(&c, 1, 2, &snap).unwrap();
+    let mut actor = ActorCore::new(&c, &task(&c), 1, 2, &snap).unwrap();
     let mut bufs: Vec<BufferCore> = (0..2)
-        .map(|i| BufferCore::new(&c, None, i).unwrap())
+        .map(|i| BufferCore::new(&c, task(&c).spec(), None, i).unwrap())
         .collect();
-    let mut learner = LearnerCore::new(&c, 3, &snap).unwrap();
+    let mut learner = LearnerCore::new(&c, &task(&c), 3, &snap).unwrap();
     let mut env_steps = 0;
     let replays = |b: &[BufferCore]| -> anyhow::Result<Vec<Option<ReplayBuffer>>> {
         Ok(b.iter().map(|b| Some(b.replay().clone())).collect())
@@ -272,14 +280,17 @@ fn step_wise_run_resumes_with_the_thread_runtime() {
         opt.at_iteration(env_steps, || replays(&bufs)).unwrap();
         for b in &mut bufs {
             while !b.is_warm() || !b.rate_ok() {
-                let e = actor.collect();
+                let e = actor.collect().unwrap();
                 env_steps += e.len() as u64;
                 b.insert(&e);
             }
         }
         // One gradient one version behind: its staleness is 1.
         let old = opt.snapshot();
-        let g = learner.step(Some(&old), bufs[0].try_sample()).unwrap();
+        let g = learner
+            .step(Some(&old), bufs[0].try_sample())
+            .unwrap()
+            .unwrap();
         assert_eq!(opt.apply(g.clone(), false).unwrap(), 0);
         if !opt.finished() {
             let mut again = g;
@@ -297,7 +308,7 @@ fn step_wise_run_resumes_with_the_thread_runtime() {
     let runtime = fs::read_to_string(dir.join("runtime.csv")).unwrap();
     assert!(runtime.starts_with("iteration,wall_s,"));
 
-    let resumed = Optimizer::resume(&dir).unwrap();
+    let resumed = Optimizer::resume(&dir, task(&c)).unwrap();
     assert_eq!(resumed.iteration(), 40);
     let mut resumed = resumed;
     let restored = resumed.take_restored_replay();

@@ -47,6 +47,23 @@ pub fn policy_gradient(
     seed: u64,
 ) -> Vec<Vec<f32>> {
     let o = nets.spec.obs_dim;
+    if let (Some(h), None) = (horizon, model.tensor()) {
+        // A host-only model: the fused BPTT computes the same gradient (of −J_H, negated).
+        let mut cfg = cfg.clone();
+        cfg.algo.horizon = h;
+        let bptt = bptt::Workspace::default();
+        let ctx = PolicyCtx {
+            nets,
+            cfg: &cfg,
+            p,
+            model: Some(model),
+            bptt: &bptt,
+        };
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let (mut g, _) = bptt::model_return_grad(ctx, states, false, 1.0, &mut rng);
+        g.iter_mut().flatten().for_each(|x| *x = -*x);
+        return g;
+    }
     let s = tensor2(states.to_vec(), states.len() / o, o, &plain_device());
     let tracked = p.pi.track();
     let ret = match horizon {
@@ -60,7 +77,7 @@ pub fn policy_gradient(
                 nets,
                 cfg: &cfg,
                 p,
-                model,
+                model: Some(model),
                 bptt: &bptt,
             };
             let mut rng = Pcg64Mcg::seed_from_u64(seed);

@@ -23,7 +23,7 @@ use rand_pcg::Pcg64Mcg;
 
 use super::PolicyNet;
 use super::policy::PolicyCtx;
-use crate::env::ModelTape;
+use crate::env::{ModelTape, PriorModel, Termination};
 use crate::nn::MlpTape;
 use crate::nn::fused::Scratch;
 
@@ -70,6 +70,9 @@ struct Part {
     d_q: Vec<f32>,
     /// `γ^0 … γ^H`.
     discounts: Vec<f32>,
+    /// With an absorbing termination that the model predicts: 1 for rows not terminated
+    /// before step `t`, else 0, for `t = 0 … H` (empty while no row has terminated).
+    alive: Vec<Vec<f32>>,
     /// Gradient of this part's share of `−weight·J_H` w.r.t. the policy parameters.
     grads: Vec<Vec<f32>>,
 }
@@ -116,15 +119,19 @@ fn rollout_grad(
     let ws = ctx.bptt;
     let (o, horizon) = (ctx.nets.spec.obs_dim, ctx.cfg.algo.horizon);
     let batch = obs.len() / o;
+    let model = ctx
+        .model
+        .expect("model-driven algorithms are checked to have a prior model");
     let mut noise = ws.noise.lock().expect("bptt noise buffers");
     noise.resize_with(horizon, Vec::new);
     for step in noise.iter_mut() {
-        ctx.model.draw_noise(batch, rng, step);
+        model.draw_noise(batch, rng, step);
     }
     let noise = &*noise;
     let run = |rows: std::ops::Range<usize>, part: &mut Part| {
         let rollout = Rollout {
             ctx,
+            model,
             obs,
             noise,
             rows,
@@ -170,6 +177,7 @@ fn rollout_grad(
 /// One part's rollout: rows `rows` of a batch of `batch`.
 struct Rollout<'a> {
     ctx: PolicyCtx<'a>,
+    model: &'a dyn PriorModel,
     obs: &'a [f32],
     noise: &'a [Vec<f32>],
     rows: std::ops::Range<usize>,
@@ -184,13 +192,9 @@ impl Rollout<'_> {
     /// Run the rollout forward and back into `w.grads`; returns the sums over the rows of
     /// `Q1(s_0, a_0)` (0 without a data term) and of the model returns.
     fn gradient(&self, w: &mut Part) -> (f64, f64) {
-        let PolicyCtx {
-            nets,
-            cfg,
-            p,
-            model,
-            ..
-        } = self.ctx;
+        let PolicyCtx { nets, cfg, p, .. } = self.ctx;
+        let model = self.model;
+        let absorbing = nets.spec.termination == Termination::Absorbing;
         let PolicyNet::Det(pol) = &nets.policy else {
             unreachable!("model-driven policy gradients are for deterministic policies")
         };
@@ -209,6 +213,7 @@ impl Rollout<'_> {
         w.model_tapes.resize_with(horizon, ModelTape::default);
         w.states[0].clear();
         w.states[0].extend_from_slice(&self.obs[self.rows.start * o..self.rows.end * o]);
+        w.alive.clear();
         for t in 0..=horizon {
             let act = pol.forward_host(pi, &w.states[t], rows, &mut w.pi_tapes[t]);
             w.actions[t].clear();
@@ -231,6 +236,17 @@ impl Rollout<'_> {
                 &mut w.rewards[t],
                 &mut w.model_tapes[t],
             );
+            let terminated = &w.model_tapes[t].terminated;
+            if absorbing && (!w.alive.is_empty() || terminated.contains(&true)) {
+                if w.alive.is_empty() {
+                    w.alive.resize(t + 1, vec![1.0; rows]);
+                }
+                let ended = |i: usize| terminated.get(i).copied().unwrap_or(false);
+                let next: Vec<f32> = (w.alive[t].iter().enumerate())
+                    .map(|(i, &alive)| if ended(i) { 0.0 } else { alive })
+                    .collect();
+                w.alive.push(next);
+            }
         }
         let data_sum = match self.data_weight {
             Some(_) => nets
@@ -254,14 +270,20 @@ impl Rollout<'_> {
         for t in 0..horizon {
             w.discounts.push(w.discounts[t] * gamma);
         }
+        // Rows terminated before step t contribute nothing from t on (absorbing termination).
+        let alive = |t: usize, row: usize| w.alive.get(t).map_or(1.0, |a| a[row]);
         let mut sum = 0.0f64;
-        for (r, &disc) in w.rewards.iter().zip(&w.discounts) {
+        for (t, (r, &disc)) in w.rewards.iter().zip(&w.discounts).enumerate() {
             let c = disc * scale;
-            sum += r.iter().map(|&x| (x * c) as f64).sum::<f64>();
+            let rows = r.iter().enumerate();
+            sum += rows
+                .map(|(i, &x)| (x * c * alive(t, i)) as f64)
+                .sum::<f64>();
         }
         sum += q
             .iter()
-            .map(|&x| (x * w.discounts[horizon]) as f64)
+            .enumerate()
+            .map(|(i, &x)| (x * w.discounts[horizon] * alive(horizon, i)) as f64)
             .sum::<f64>();
 
         // Backward of −weight·J_H: each row's return enters the mean with 1/batch.
@@ -274,6 +296,9 @@ impl Rollout<'_> {
         }
         w.d_q.clear();
         w.d_q.resize(rows, c * w.discounts[horizon]);
+        if let Some(a) = w.alive.get(horizon) {
+            w.d_q.iter_mut().zip(a).for_each(|(d, a)| *d *= a);
+        }
         w.d_state.resize(rows * o, 0.0);
         w.d_action.resize(rows * a, 0.0);
         w.d_obs.resize(rows * o, 0.0);
@@ -291,6 +316,9 @@ impl Rollout<'_> {
             if t < horizon {
                 w.d_reward.clear();
                 w.d_reward.resize(rows, c * (w.discounts[t] * scale));
+                if let Some(a) = w.alive.get(t) {
+                    w.d_reward.iter_mut().zip(a).for_each(|(d, a)| *d *= a);
+                }
                 model.step_vjp(
                     &w.model_tapes[t],
                     &w.d_state,

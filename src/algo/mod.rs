@@ -18,7 +18,7 @@ pub mod targets;
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::tensor::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -26,11 +26,11 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{AlgoName, Config, ValueTarget};
-use crate::env::{Env, ModelTape, PriorModel, TaskSpec};
+use crate::env::{Env, ModelTape, PriorModel, Task, TaskSpec, Termination, check_model};
 use crate::nn::{
     self, Adam, DetPolicy, GaussianPolicy, Kernels, ParamSet, QNet, device, plain_device, tensor2,
 };
-use crate::replay::HostBatch;
+use crate::replay::{HostBatch, NStepWindow};
 
 /// The policy network of an algorithm.
 #[derive(Debug, Clone)]
@@ -78,15 +78,17 @@ impl Nets {
     pub fn new(cfg: &Config, spec: &TaskSpec) -> Self {
         let dev = device();
         let policy = match cfg.algo.name {
-            AlgoName::Sac => PolicyNet::Gauss(GaussianPolicy::new(
+            AlgoName::Sac => PolicyNet::Gauss(GaussianPolicy::with_bounds(
                 &spec.obs_scale,
+                &spec.action_low,
                 &spec.action_high,
                 cfg.algo.squash,
                 &cfg.network,
                 &dev,
             )),
-            _ => PolicyNet::Det(DetPolicy::new(
+            _ => PolicyNet::Det(DetPolicy::with_bounds(
                 &spec.obs_scale,
+                &spec.action_low,
                 &spec.action_high,
                 &cfg.network,
                 &dev,
@@ -217,8 +219,8 @@ pub struct GradStats {
     pub pi_grad_norm: Option<f64>,
     /// Root-mean-square error of the prior model's expected one-step prediction (noise at its
     /// mean) of the batch's next observations (a drift of the replayed states away from where the model is
-    /// accurate shows here first).
-    pub model_error: f64,
+    /// accurate shows here first); `None` without a model.
+    pub model_error: Option<f64>,
 }
 
 impl Grads {
@@ -350,8 +352,9 @@ pub struct TargetBatch {
     pub batch: HostBatch,
     /// Value targets `R^Target(s, a)` (scaled rewards).
     pub targets: Vec<f32>,
-    /// [`model_error`] on the batch (computed once per batch, reported with every gradient).
-    pub model_error: f64,
+    /// [`model_error`] on the batch (computed once per batch, reported with every gradient);
+    /// `None` without a model.
+    pub model_error: Option<f64>,
 }
 
 /// Learner side: computes targets and gradients from a parameter snapshot.
@@ -359,10 +362,12 @@ pub struct Learner {
     /// Architectures.
     pub nets: Nets,
     cfg: Config,
-    model: Box<dyn PriorModel>,
+    /// The prior model (model-driven algorithms; the others report `model_error` with it when
+    /// the task has one).
+    model: Option<Box<dyn PriorModel>>,
     /// Buffers of the fused BPTT gradient.
     bptt: bptt::Workspace,
-    /// True simulator for n-step TD targets (MPG-v1, n-step DPG, n-step ADP).
+    /// True simulator for n-step TD targets in the environment (`algo.value_target = "env"`).
     env: Option<Box<dyn Env>>,
     rng: Pcg64Mcg,
 }
@@ -372,7 +377,7 @@ impl Learner {
     pub fn new(
         nets: Nets,
         cfg: &Config,
-        model: Box<dyn PriorModel>,
+        model: Option<Box<dyn PriorModel>>,
         env: Option<Box<dyn Env>>,
         seed: u64,
     ) -> Self {
@@ -386,6 +391,39 @@ impl Learner {
         }
     }
 
+    /// The learner of `cfg` on `task`: the task's prior model when it has one (the
+    /// model-driven terms and `model_error`; the exact model with `task.model_mismatch =
+    /// false`), its true environment seeded with `env_seed` when n-step targets are rolled out
+    /// there, and its RNG seeded with `seed`.
+    pub fn for_task(
+        nets: Nets,
+        cfg: &Config,
+        task: &Task,
+        env_seed: u64,
+        seed: u64,
+    ) -> Result<Self> {
+        let mismatch = cfg.task.model_mismatch;
+        let has_model = if mismatch {
+            task.has_model()
+        } else {
+            task.has_exact_model()
+        };
+        let model = has_model.then(|| task.make_model(mismatch)).transpose()?;
+        let differentiated = cfg.algo.name.needs_model() && nets.kernels == Kernels::Autodiff;
+        if differentiated && model.as_ref().is_some_and(|m| m.tensor().is_none()) {
+            bail!(
+                "network.kernels = \"autodiff\" differentiates the prior model with burn, and the \
+                 model of task `{}` has no burn-tensor step; use network.kernels = \"fused\"",
+                task.name()
+            );
+        }
+        let env = match n_step_source(cfg) {
+            Some(ValueTarget::Env) => Some(task.make_env(cfg.algo.batch_size, env_seed)?),
+            _ => None,
+        };
+        Ok(Self::new(nets, cfg, model, env, seed))
+    }
+
     /// The learner's RNG (model noise, SAC noise), for checkpoints.
     pub fn rng(&self) -> &Pcg64Mcg {
         &self.rng
@@ -396,35 +434,51 @@ impl Learner {
         self.rng = rng;
     }
 
-    /// Whether the algorithm's value targets run the true environment (n-step TD).
-    pub fn uses_n_step(&self) -> bool {
-        matches!(
-            self.nets.algo,
-            AlgoName::MpgV1 | AlgoName::Ndpg | AlgoName::Nadp
-        )
+    /// The prior model, if the learner has one.
+    pub fn model(&self) -> Option<&dyn PriorModel> {
+        self.model.as_deref()
     }
 
-    /// Compute the value targets of a fresh batch with the snapshot `p`.
-    pub fn targets(&mut self, p: &Params, batch: HostBatch) -> TargetBatch {
-        let from_model = self.cfg.algo.value_target == ValueTarget::Model;
-        let targets = if self.uses_n_step() && from_model {
-            let model = self.model.as_ref();
-            targets::n_step_model(&self.nets, &self.cfg, p, model, &batch, &mut self.rng)
-        } else if self.uses_n_step() {
-            let env = self
-                .env
-                .as_deref_mut()
-                .expect("n-step algorithms own a true environment");
-            targets::n_step(&self.nets, &self.cfg, p, env, &batch)
-        } else {
-            targets::one_step(&self.nets, &self.cfg, p, &batch, &mut self.rng)
+    /// Compute the value targets of a fresh batch with the snapshot `p`; an error if the
+    /// environment or the model (one written in Python) failed.
+    pub fn targets(&mut self, p: &Params, batch: HostBatch) -> Result<TargetBatch> {
+        let (nets, cfg) = (&self.nets, &self.cfg);
+        let targets = match n_step_source(cfg) {
+            Some(ValueTarget::Model) => {
+                let model = self
+                    .model
+                    .as_deref()
+                    .expect("checked: n-step model targets");
+                targets::n_step_model(nets, cfg, p, model, &batch, &mut self.rng)?
+            }
+            Some(ValueTarget::Env) => {
+                let env = self
+                    .env
+                    .as_deref_mut()
+                    .expect("checked: n-step env targets");
+                targets::n_step(nets, cfg, p, env, &batch)?
+            }
+            Some(ValueTarget::Replay) => targets::n_step_replay(nets, cfg, p, &batch),
+            None => targets::one_step(nets, cfg, p, &batch, &mut self.rng),
         };
-        let model_error = model_error(self.model.as_ref(), &batch);
-        TargetBatch {
+        let model_error = match self.model.as_deref() {
+            Some(m) => {
+                let e = model_error(m, &batch);
+                check_model(m)?;
+                Some(e)
+            }
+            None => None,
+        };
+        Ok(TargetBatch {
             batch,
             targets,
             model_error,
-        }
+        })
+    }
+
+    /// An error if the prior model failed during the last gradient (one written in Python).
+    pub fn check_model(&self) -> Result<()> {
+        self.model.as_deref().map_or(Ok(()), check_model)
     }
 
     /// Gradients of iteration `k` from the snapshot `p` on a batch with targets. With more
@@ -442,7 +496,7 @@ impl Learner {
             };
             (q(&p.q1), p.q2.as_ref().map(q))
         };
-        let (cfg, model, rng) = (&self.cfg, self.model.as_ref(), &mut self.rng);
+        let (cfg, model, rng) = (&self.cfg, self.model.as_deref(), &mut self.rng);
         let bptt = &self.bptt;
         let mut actor = || {
             policy_step.then(|| {
@@ -525,6 +579,25 @@ pub fn model_error(model: &dyn PriorModel, batch: &HostBatch) -> f64 {
         .map(|(m, t)| ((m - t) as f64).powi(2))
         .sum();
     (sq / next.len() as f64).sqrt()
+}
+
+/// Where `cfg`'s algorithm rolls out its n-step value targets, or `None` for one-step targets.
+pub fn n_step_source(cfg: &Config) -> Option<ValueTarget> {
+    cfg.algo
+        .name
+        .n_step_critic()
+        .then_some(cfg.algo.value_target)
+}
+
+/// How replay batches follow stored trajectories for `algo.value_target = "replay"`, or
+/// `None` when batches are plain transitions.
+pub fn replay_window(cfg: &Config, spec: &TaskSpec) -> Option<NStepWindow> {
+    (n_step_source(cfg) == Some(ValueTarget::Replay)).then(|| NStepWindow {
+        n: cfg.algo.n_step,
+        stride: cfg.task.num_agents,
+        gamma: cfg.algo.gamma as f32,
+        absorbing: spec.termination == Termination::Absorbing,
+    })
 }
 
 /// `action` clipped to the task's bounds per dimension (differentiable inside them): what the

@@ -29,8 +29,9 @@ pub struct PolicyCtx<'a> {
     pub cfg: &'a Config,
     /// Parameter snapshot.
     pub p: &'a Params,
-    /// The differentiable prior model.
-    pub model: &'a dyn PriorModel,
+    /// The differentiable prior model (every model-driven algorithm has one; checked before
+    /// a run starts).
+    pub model: Option<&'a dyn PriorModel>,
     /// Buffers of the fused BPTT gradient (owned by the learner).
     pub bptt: &'a bptt::Workspace,
 }
@@ -113,6 +114,9 @@ pub fn model_return(
         model,
         ..
     } = ctx;
+    let model = model
+        .and_then(PriorModel::tensor)
+        .expect("network.kernels = \"autodiff\" is checked to have a burn-tensor model");
     let scale = cfg.task.reward_scale as f32;
     let gamma = cfg.algo.gamma as f32;
     let frozen = p.pi.frozen();
@@ -122,7 +126,7 @@ pub fn model_return(
     let mut disc = 1.0f32;
     for t in 0..cfg.algo.horizon {
         let act = nets.policy.act(policy_at(t), s.clone());
-        let (s2, r) = model.step(s, act, rng);
+        let (s2, r) = model.step_with(s, act, rng);
         let term = r.mul_scalar(disc * scale);
         ret = Some(match ret {
             Some(acc) => acc.add(term),

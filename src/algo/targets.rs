@@ -1,10 +1,13 @@
 //! Value targets `R^Target(s, a)` of eq. (12) and of the baselines, computed without gradients.
 //!
-//! Rewards are multiplied by `task.reward_scale`. The tasks are treated as continuing: no
-//! target is masked by `terminated`, since both tasks have negative rewards and an absorbing
-//! zero-reward failure state would make failing attractive (termination is a reset rule of
-//! data collection; see `docs/design.md`).
+//! Rewards are multiplied by `task.reward_scale`. What a terminated transition means comes
+//! from the task ([`Termination`]): the paper's tasks are continuing (termination is a reset
+//! rule of data collection, no target is masked by it, since both tasks have negative rewards
+//! and an absorbing zero-reward failure state would make failing attractive; see
+//! `docs/design.md`), while Gymnasium's tasks are absorbing (no bootstrap and no reward after a
+//! terminated step; truncation still bootstraps).
 
+use anyhow::Result;
 use burn::tensor::Tensor;
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -12,49 +15,108 @@ use rand_pcg::Pcg64Mcg;
 
 use super::{Nets, Params, PolicyNet, clip_to_bounds, fused};
 use crate::config::{AlgoName, Config};
-use crate::env::{Env, PriorModel, StepOut};
+use crate::env::{Env, ModelTape, PriorModel, StepOut, Termination, check_env, check_model};
 use crate::nn::{self, Kernels, plain_device, tensor2};
 use crate::replay::HostBatch;
+
+/// Deterministic actions of the online policy for `obs` on the configured kernels.
+fn policy_actions(nets: &Nets, p: &Params, obs: &[f32]) -> Vec<f32> {
+    match nets.kernels {
+        Kernels::Fused => fused::act(nets, &p.pi, obs),
+        Kernels::Autodiff => {
+            let n = obs.len() / nets.spec.obs_dim;
+            let x = tensor2(obs.to_vec(), n, nets.spec.obs_dim, &plain_device());
+            nn::to_vec(nets.policy.act(p.pi.frozen(), x))
+        }
+    }
+}
+
+/// The discounted returns of an n-step rollout being summed, with the rows still alive (an
+/// absorbing termination stops a row's sum and its bootstrap).
+struct Returns {
+    ret: Vec<f32>,
+    disc: f32,
+    /// `Some` for an absorbing task: 1 while the row has not terminated, else 0.
+    alive: Option<Vec<f32>>,
+    scale: f32,
+    gamma: f32,
+}
+
+impl Returns {
+    fn new(nets: &Nets, cfg: &Config, rows: usize) -> Self {
+        let absorbing = nets.spec.termination == Termination::Absorbing;
+        Self {
+            ret: vec![0.0; rows],
+            disc: 1.0,
+            alive: absorbing.then(|| vec![1.0; rows]),
+            scale: cfg.task.reward_scale as f32,
+            gamma: cfg.algo.gamma as f32,
+        }
+    }
+
+    /// Add one step's rewards; `terminated` (possibly empty: none) ends rows when absorbing.
+    fn add(&mut self, reward: &[f32], terminated: &[bool]) {
+        match &mut self.alive {
+            None => {
+                for (r, rew) in self.ret.iter_mut().zip(reward) {
+                    *r += self.disc * self.scale * rew;
+                }
+            }
+            Some(alive) => {
+                for (i, (r, rew)) in self.ret.iter_mut().zip(reward).enumerate() {
+                    *r += self.disc * self.scale * rew * alive[i];
+                    if terminated.get(i).copied().unwrap_or(false) {
+                        alive[i] = 0.0;
+                    }
+                }
+            }
+        }
+        self.disc *= self.gamma;
+    }
+
+    /// `ret + disc · alive · Q1'(s_n, π'(s_n))`.
+    fn finish(self, nets: &Nets, cfg: &Config, p: &Params, obs: Vec<f32>) -> Vec<f32> {
+        let disc: Vec<f32> = match &self.alive {
+            None => vec![self.disc; self.ret.len()],
+            Some(alive) => alive.iter().map(|a| self.disc * a).collect(),
+        };
+        with_tail(nets, cfg, p, &self.ret, &disc, obs)
+    }
+}
 
 /// n-step TD targets run in the true environment (MPG-v1, n-step DPG, n-step ADP):
 /// from each replayed `(s, a)` the simulator is reset to `s`, takes `a`, then follows the
 /// current policy for `n − 1` steps; the tail is `γ^n Q1'(s_n, π'(s_n))` with the target
 /// networks (optionally clipped to `algo.bootstrap_clip`).
-pub fn n_step(nets: &Nets, cfg: &Config, p: &Params, env: &mut dyn Env, b: &HostBatch) -> Vec<f32> {
-    let o = nets.spec.obs_dim;
-    let dev = plain_device();
-    let scale = cfg.task.reward_scale as f32;
-    let gamma = cfg.algo.gamma as f32;
+pub fn n_step(
+    nets: &Nets,
+    cfg: &Config,
+    p: &Params,
+    env: &mut dyn Env,
+    b: &HostBatch,
+) -> Result<Vec<f32>> {
     env.reset_to(&b.obs);
+    check_env(env)?;
     let mut out = StepOut::default();
-    let mut ret = vec![0.0f32; b.len];
-    let mut disc = 1.0f32;
+    let mut sum = Returns::new(nets, cfg, b.len);
     let mut actions = b.act.clone();
     let mut obs = b.obs.clone();
     for t in 0..cfg.algo.n_step {
         if t > 0 {
-            actions = match nets.kernels {
-                Kernels::Fused => fused::act(nets, &p.pi, &obs),
-                Kernels::Autodiff => {
-                    let x = tensor2(obs.clone(), b.len, o, &dev);
-                    nn::to_vec(nets.policy.act(p.pi.frozen(), x))
-                }
-            };
+            actions = policy_actions(nets, p, &obs);
         }
         env.step(&actions, &mut out);
-        for (r, rew) in ret.iter_mut().zip(&out.reward) {
-            *r += disc * scale * rew;
-        }
-        disc *= gamma;
+        check_env(env)?;
+        sum.add(&out.reward, &out.terminated);
         std::mem::swap(&mut obs, &mut out.next_obs);
     }
-    with_tail(nets, cfg, p, &ret, disc, obs)
+    Ok(sum.finish(nets, cfg, p, obs))
 }
 
 /// n-step targets rolled out in the prior model instead of the true environment
 /// (`algo.value_target = "model"`, the reference code's n-step ADP): from each replayed
 /// `(s, a)` the model takes `a`, then follows the current policy for `n − 1` steps, with the
-/// same tail as [`n_step`].
+/// same tail as [`n_step`]. The model runs its host step (no gradient is needed).
 pub fn n_step_model(
     nets: &Nets,
     cfg: &Config,
@@ -62,37 +124,48 @@ pub fn n_step_model(
     model: &dyn PriorModel,
     b: &HostBatch,
     rng: &mut Pcg64Mcg,
-) -> Vec<f32> {
-    let (o, a) = (nets.spec.obs_dim, nets.spec.act_dim);
-    let dev = plain_device();
-    let scale = cfg.task.reward_scale as f32;
-    let gamma = cfg.algo.gamma as f32;
-    let mut s = tensor2(b.obs.clone(), b.len, o, &dev);
-    let mut act = tensor2(b.act.clone(), b.len, a, &dev);
-    let mut ret = vec![0.0f32; b.len];
-    let mut disc = 1.0f32;
+) -> Result<Vec<f32>> {
+    let mut sum = Returns::new(nets, cfg, b.len);
+    let mut actions = b.act.clone();
+    let mut obs = b.obs.clone();
+    let (mut next, mut reward) = (vec![0.0; obs.len()], vec![0.0; b.len]);
+    let (mut noise, mut tape) = (Vec::new(), ModelTape::default());
     for t in 0..cfg.algo.n_step {
         if t > 0 {
-            act = nets.policy.act(p.pi.frozen(), s.clone());
+            actions = policy_actions(nets, p, &obs);
         }
-        let (s2, r) = model.step(s, act.clone(), rng);
-        for (acc, rew) in ret.iter_mut().zip(nn::to_vec(r)) {
-            *acc += disc * scale * rew;
-        }
-        disc *= gamma;
-        s = s2;
+        model.draw_noise(b.len, rng, &mut noise);
+        model.step_host(&obs, &actions, &noise, &mut next, &mut reward, &mut tape);
+        check_model(model)?;
+        sum.add(&reward, &tape.terminated);
+        std::mem::swap(&mut obs, &mut next);
     }
-    with_tail(nets, cfg, p, &ret, disc, nn::to_vec(s))
+    Ok(sum.finish(nets, cfg, p, obs))
 }
 
-/// `ret + disc · Q1'(s_n, π'(s_n))` with the target networks, the bootstrap value optionally
-/// clipped to `algo.bootstrap_clip`.
+/// n-step targets from the replay's own stored trajectories (`algo.value_target =
+/// "replay"`): the batch carries each row's discounted reward sum along the stored
+/// trajectory and its bootstrap state and discount ([`crate::replay::NStepReturns`]); the tail
+/// is `Q1'(s_m, π'(s_m))` as for [`n_step`]. The actions after the first are the behaviour
+/// policy's (the usual uncorrected n-step return).
+pub fn n_step_replay(nets: &Nets, cfg: &Config, p: &Params, b: &HostBatch) -> Vec<f32> {
+    let tail = b
+        .n_step
+        .as_ref()
+        .expect("value_target = \"replay\" batches carry their n-step returns");
+    let scale = cfg.task.reward_scale as f32;
+    let ret: Vec<f32> = tail.ret.iter().map(|r| r * scale).collect();
+    with_tail(nets, cfg, p, &ret, &tail.discount, tail.boot_obs.clone())
+}
+
+/// `ret + disc · Q1'(s_n, π'(s_n))` per row with the target networks, the bootstrap value
+/// optionally clipped to `algo.bootstrap_clip`.
 fn with_tail(
     nets: &Nets,
     cfg: &Config,
     p: &Params,
     ret: &[f32],
-    disc: f32,
+    disc: &[f32],
     obs: Vec<f32>,
 ) -> Vec<f32> {
     let mut tail = match nets.kernels {
@@ -107,7 +180,11 @@ fn with_tail(
         tail.iter_mut()
             .for_each(|x| *x = x.clamp(lo as f32, hi as f32));
     }
-    ret.iter().zip(&tail).map(|(r, q)| r + disc * q).collect()
+    ret.iter()
+        .zip(disc)
+        .zip(&tail)
+        .map(|((r, d), q)| r + d * q)
+        .collect()
 }
 
 /// One-step targets `r̃ + γ V'(s')`:
@@ -128,11 +205,13 @@ pub fn one_step(
         Kernels::Autodiff => one_step_values_autodiff(nets, cfg, p, b, rng),
     };
     let (scale, gamma) = (cfg.task.reward_scale as f32, cfg.algo.gamma as f32);
-    b.rew
-        .iter()
-        .zip(&v)
-        .map(|(r, v)| r * scale + v * gamma)
-        .collect()
+    let rows = b.rew.iter().zip(&v).zip(&b.terminated);
+    match nets.spec.termination {
+        Termination::Continuing => rows.map(|((r, v), _)| r * scale + v * gamma).collect(),
+        Termination::Absorbing => rows
+            .map(|((r, v), t)| r * scale + v * gamma * (1.0 - t))
+            .collect(),
+    }
 }
 
 /// TD3's target action: `π'(s')` plus clipped Gaussian smoothing noise, clipped to the bounds.

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::algo::{Agent, Nets};
 use crate::config::{Config, Mode};
-use crate::env::{StepOut, TASKS, make_env, task_spec};
+use crate::env::{StepOut, check_env, lookup, registered};
 use crate::runtime::rundir::load_latest_checkpoint;
 use crate::runtime::{AsyncTrainer, Trainer, evaluate};
 use rand::{Rng, SeedableRng};
@@ -242,8 +242,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 "{:<14} {:>7} {:>7} {:>8}  action bounds",
                 "task", "obs_dim", "act_dim", "episode"
             );
-            for name in TASKS {
-                let s = task_spec(name)?;
+            for task in registered() {
+                let s = task.spec();
                 let bounds: Vec<String> = s
                     .action_low
                     .iter()
@@ -345,13 +345,14 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let cfg = Config::load(&args.run.join("config.toml"), &[])?;
     let (ckpt, ck) = load_latest_checkpoint(&args.run)?
         .ok_or_else(|| anyhow::anyhow!("{} has no checkpoint to evaluate", args.run.display()))?;
-    let spec = task_spec(&cfg.task.name)?;
-    let nets = Nets::new(&cfg, &spec);
+    let task = lookup(&cfg.task.name)?;
+    let spec = task.spec();
+    let nets = Nets::new(&cfg, spec);
     let mut agent = Agent::new(&nets, &cfg, &mut rand_pcg::Pcg64Mcg::seed_from_u64(0));
     agent.load(&ck)?;
     let episodes = args.episodes.unwrap_or(cfg.train.eval_episodes);
     anyhow::ensure!(episodes >= 1, "--episodes must be at least 1");
-    let e = evaluate(&nets, &agent.params.pi, episodes, args.seed)?;
+    let e = evaluate(&task, &nets, &agent.params.pi, episodes, args.seed)?;
     println!(
         "{} ({} on {}, iteration {}): return {:.4} ± {:.4} over {episodes} episodes of {} steps",
         ckpt.display(),
@@ -367,8 +368,9 @@ fn eval(args: &EvalArgs) -> Result<()> {
 
 fn rollout(args: &RolloutArgs) -> Result<()> {
     anyhow::ensure!(args.episodes >= 1, "--episodes must be at least 1");
-    let spec = task_spec(&args.task)?;
-    let mut env = make_env(&args.task, args.episodes, args.seed)?;
+    let task = lookup(&args.task)?;
+    let spec = task.spec();
+    let mut env = task.make_env(args.episodes, args.seed)?;
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(args.seed);
     let mut out = StepOut::default();
     let mut returns = vec![0.0f64; args.episodes];
@@ -381,6 +383,7 @@ fn rollout(args: &RolloutArgs) -> Result<()> {
             }
         }
         env.step(&actions, &mut out);
+        check_env(env.as_mut())?;
         for (g, r) in returns.iter_mut().zip(&out.reward) {
             *g += *r as f64;
         }

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec};
+use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec, TensorModel, Termination};
 
 const DT: f32 = 0.1;
 const W_P: f32 = 1.0;
@@ -20,13 +20,12 @@ const MODEL_BIAS: f32 = 0.05;
 /// The task description.
 pub fn spec() -> TaskSpec {
     TaskSpec {
-        name: "lqr",
-        obs_dim: 2,
-        act_dim: 1,
-        action_low: vec![-2.0],
-        action_high: vec![2.0],
-        episode_len: 50,
-        obs_scale: vec![1.0, 1.0],
+        title: Some("LQR (test task)".to_string()),
+        // 50 steps from p, v ~ U(-1, 1); the optimal return is roughly -2.
+        goals: vec![-20.0, -10.0, -5.0, -3.0],
+        min_requirement: Some(-10.0),
+        termination: Termination::Continuing,
+        ..TaskSpec::new("lqr", 2, vec![-2.0], vec![2.0], 50)
     }
 }
 
@@ -150,11 +149,9 @@ impl LqrModel {
     }
 }
 
-impl PriorModel for LqrModel {
-    fn spec(&self) -> &TaskSpec {
-        &self.spec
-    }
-    fn reward(&self, state: Tensor<2>, action: Tensor<2>) -> Tensor<1> {
+impl LqrModel {
+    /// The reward `r(s, a)` on tensors, `[batch]`.
+    pub fn reward(&self, state: Tensor<2>, action: Tensor<2>) -> Tensor<1> {
         let p = state.clone().narrow(1, 0, 1);
         let v = state.narrow(1, 1, 1);
         p.powi_scalar(2)
@@ -164,12 +161,13 @@ impl PriorModel for LqrModel {
             .neg()
             .squeeze_dim(1)
     }
-    fn step(
-        &self,
-        state: Tensor<2>,
-        action: Tensor<2>,
-        _rng: &mut Pcg64Mcg,
-    ) -> (Tensor<2>, Tensor<1>) {
+}
+
+impl TensorModel for LqrModel {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+    fn step(&self, state: Tensor<2>, action: Tensor<2>, _noise: &[f32]) -> (Tensor<2>, Tensor<1>) {
         let r = self.reward(state.clone(), action.clone());
         let p = state.clone().narrow(1, 0, 1);
         let v = state.narrow(1, 1, 1);
@@ -180,11 +178,14 @@ impl PriorModel for LqrModel {
         }
         (Tensor::cat(vec![p2, v2], 1), r)
     }
-    fn draw_noise(&self, _batch: usize, _rng: &mut Pcg64Mcg, noise: &mut Vec<f32>) {
-        noise.clear();
+}
+
+impl PriorModel for LqrModel {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
     }
-    fn noise_mean(&self) -> Option<f32> {
-        None
+    fn tensor(&self) -> Option<&dyn TensorModel> {
+        Some(self)
     }
     fn step_host(
         &self,

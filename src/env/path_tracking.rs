@@ -65,7 +65,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal, StandardNormal};
 use rand_pcg::Pcg64Mcg;
 
-use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec};
+use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec, TensorModel, Termination};
 
 /// Front cornering stiffness [N/rad] (negative sign convention).
 pub const C_F: f32 = -128_915.5;
@@ -122,13 +122,18 @@ const PATH: [(f32, f32); 3] = [(7.5, 200.0), (2.5, 300.0), (-5.0, 400.0)];
 /// The task description.
 pub fn spec() -> TaskSpec {
     TaskSpec {
-        name: "path_tracking",
-        obs_dim: 6,
-        act_dim: 2,
-        action_low: vec![-1.0, -1.0],
-        action_high: vec![1.0, 1.0],
-        episode_len: EPISODE_LEN,
+        title: Some("Path tracking".to_string()),
         obs_scale: vec![1.0, 1.0, 2.0, 1.0, 2.4, 1.0 / 1200.0],
+        goals: vec![-100.0, -30.0, -10.0, -5.0],
+        min_requirement: Some(-30.0),
+        termination: Termination::Continuing,
+        ..TaskSpec::new(
+            "path_tracking",
+            6,
+            vec![-1.0, -1.0],
+            vec![1.0, 1.0],
+            EPISODE_LEN,
+        )
     }
 }
 
@@ -881,12 +886,9 @@ impl PathTrackingModel {
     }
 }
 
-impl PriorModel for PathTrackingModel {
-    fn spec(&self) -> &TaskSpec {
-        &self.spec
-    }
-
-    fn reward(&self, state: Tensor<2>, action: Tensor<2>) -> Tensor<1> {
+impl PathTrackingModel {
+    /// The reward `r(s, a)` on tensors, `[batch]`.
+    pub fn reward(&self, state: Tensor<2>, action: Tensor<2>) -> Tensor<1> {
         let [b, _] = state.dims();
         let dvx = col(&state, 0);
         let r = col(&state, 2);
@@ -904,13 +906,14 @@ impl PriorModel for PathTrackingModel {
             .add(ax.square().mul_scalar(0.05));
         cost.neg().reshape([b])
     }
+}
 
-    fn step(
-        &self,
-        state: Tensor<2>,
-        action: Tensor<2>,
-        rng: &mut Pcg64Mcg,
-    ) -> (Tensor<2>, Tensor<1>) {
+impl TensorModel for PathTrackingModel {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn step(&self, state: Tensor<2>, action: Tensor<2>, noise: &[f32]) -> (Tensor<2>, Tensor<1>) {
         let reward = self.reward(state.clone(), action.clone());
         let [b, _] = state.dims();
         let cfg = self.cfg;
@@ -973,11 +976,11 @@ impl PriorModel for PathTrackingModel {
             (y, phi)
         };
         let dphi = wrap_t(dphi, PI, TWO_PI);
-        if cfg.noise {
-            let normal = Normal::new(NOISE_MEAN, NOISE_STD).expect("valid normal");
-            let noise: Vec<f32> = (0..b).map(|_| normal.sample(rng)).collect();
-            let noise =
-                Tensor::<2>::from_data(burn::tensor::TensorData::new(noise, [b, 1]), &dy.device());
+        if !noise.is_empty() {
+            let noise = Tensor::<2>::from_data(
+                burn::tensor::TensorData::new(noise.to_vec(), [b, 1]),
+                &dy.device(),
+            );
             dy = dy.add(noise);
         }
         let next = Tensor::cat(vec![vx.sub_scalar(V_REF), vy, r, dy, dphi, x], 1);
@@ -994,6 +997,24 @@ impl PriorModel for PathTrackingModel {
 
     fn noise_mean(&self) -> Option<f32> {
         self.cfg.noise.then_some(NOISE_MEAN)
+    }
+}
+
+impl PriorModel for PathTrackingModel {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn draw_noise(&self, batch: usize, rng: &mut Pcg64Mcg, noise: &mut Vec<f32>) {
+        TensorModel::draw_noise(self, batch, rng, noise);
+    }
+
+    fn noise_mean(&self) -> Option<f32> {
+        TensorModel::noise_mean(self)
+    }
+
+    fn tensor(&self) -> Option<&dyn TensorModel> {
+        Some(self)
     }
 
     fn step_host(

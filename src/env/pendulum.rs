@@ -70,7 +70,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use rand_pcg::Pcg64Mcg;
 
-use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec};
+use super::{Env, ModelTape, PriorModel, StepOut, TaskSpec, TensorModel, Termination};
 use crate::nn::tensor2;
 
 #[cfg(feature = "mujoco")]
@@ -106,13 +106,18 @@ pub const THETA_LIMIT: f64 = 0.2;
 /// The task description.
 pub fn spec() -> TaskSpec {
     TaskSpec {
-        name: "pendulum",
-        obs_dim: 4,
-        act_dim: 1,
-        action_low: vec![-ACTION_BOUND],
-        action_high: vec![ACTION_BOUND],
-        episode_len: EPISODE_LEN,
+        title: Some("Inverted pendulum".to_string()),
         obs_scale: vec![0.001, 1.0 / 3.0, 0.1, 0.5],
+        goals: vec![-20.0, -2.0, -0.1, -0.01],
+        min_requirement: Some(-2.0),
+        termination: Termination::Continuing,
+        ..TaskSpec::new(
+            "pendulum",
+            4,
+            vec![-ACTION_BOUND],
+            vec![ACTION_BOUND],
+            EPISODE_LEN,
+        )
     }
 }
 
@@ -649,37 +654,32 @@ impl PendulumModel {
     }
 }
 
-impl PriorModel for PendulumModel {
-    fn spec(&self) -> &TaskSpec {
-        &self.spec
-    }
-
-    fn reward(&self, state: Tensor<2>, _action: Tensor<2>) -> Tensor<1> {
+impl PendulumModel {
+    /// The model's reward `r(s')` on tensors, `[batch]` (of the state it is given).
+    pub fn reward(&self, state: Tensor<2>, _action: Tensor<2>) -> Tensor<1> {
         let [batch, _] = state.dims();
         let w: Vec<f32> = REWARD_WEIGHTS.iter().map(|&w| -w as f32).collect();
         let w = tensor2(w, 1, 4, &state.device());
         state.square().mul(w).sum_dim(1).reshape([batch])
     }
+}
 
-    fn step(
-        &self,
-        state: Tensor<2>,
-        action: Tensor<2>,
-        rng: &mut Pcg64Mcg,
-    ) -> (Tensor<2>, Tensor<1>) {
+impl TensorModel for PendulumModel {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn step(&self, state: Tensor<2>, action: Tensor<2>, noise: &[f32]) -> (Tensor<2>, Tensor<1>) {
         let reward = self.reward(state.clone(), action.clone());
         let mut next = self.dynamics(state, action);
-        let c = &self.config;
-        if c.noise {
+        if !noise.is_empty() {
             let [batch, _] = next.dims();
-            let normal =
-                Normal::new(c.noise_mean, c.noise_std).expect("noise std must be finite and >= 0");
-            let mut noise = vec![0.0f32; batch * 4];
-            for row in noise.chunks_exact_mut(4) {
-                row[0] = normal.sample(rng);
+            let mut rows = vec![0.0f32; batch * 4];
+            for (row, &n) in rows.chunks_exact_mut(4).zip(noise) {
+                row[0] = n;
             }
-            let noise = tensor2(noise, batch, 4, &next.device());
-            next = next.add(noise);
+            let dev = next.device();
+            next = next.add(tensor2(rows, batch, 4, &dev));
         }
         (next, reward)
     }
@@ -696,6 +696,24 @@ impl PriorModel for PendulumModel {
 
     fn noise_mean(&self) -> Option<f32> {
         self.config.noise.then_some(self.config.noise_mean)
+    }
+}
+
+impl PriorModel for PendulumModel {
+    fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    fn draw_noise(&self, batch: usize, rng: &mut Pcg64Mcg, noise: &mut Vec<f32>) {
+        TensorModel::draw_noise(self, batch, rng, noise);
+    }
+
+    fn noise_mean(&self) -> Option<f32> {
+        TensorModel::noise_mean(self)
+    }
+
+    fn tensor(&self) -> Option<&dyn TensorModel> {
+        Some(self)
     }
 
     fn step_host(

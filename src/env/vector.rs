@@ -7,7 +7,7 @@ use anyhow::{Result, ensure};
 use rand::{RngCore, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use super::{Env, StepOut, TaskSpec, make_env};
+use super::{Env, StepOut, Task, TaskSpec, check_env};
 
 /// `num_agents` agents of a task with next-step autoreset.
 pub struct AutoResetEnv {
@@ -20,11 +20,11 @@ pub struct AutoResetEnv {
 }
 
 impl AutoResetEnv {
-    /// `num_agents` agents of task `name`, reset with `seed`.
-    pub fn new(name: &str, num_agents: usize, seed: u64) -> Result<Self> {
+    /// `num_agents` agents of `task`, reset with `seed`.
+    pub fn new(task: &Task, num_agents: usize, seed: u64) -> Result<Self> {
         ensure!(num_agents >= 1, "the number of agents must be at least 1");
         Ok(Self {
-            env: make_env(name, num_agents, seed)?,
+            env: task.make_env(num_agents, seed)?,
             ended: vec![false; num_agents],
             active: vec![true; num_agents],
             seeds: Pcg64Mcg::seed_from_u64(seed),
@@ -83,6 +83,7 @@ impl AutoResetEnv {
         } else {
             self.env.step(actions, out);
         }
+        check_env(self.env.as_mut())?;
         for ((e, t), u) in self
             .ended
             .iter_mut()

@@ -564,11 +564,11 @@ impl DetPolicy {
         tanh.clear();
         tanh.extend(z.iter().map(|v| v.tanh()));
         head.clear();
-        let d = self.high_host.len();
+        let d = self.bounds.half_host.len();
         head.extend(
             tanh.iter()
                 .enumerate()
-                .map(|(i, t)| t * self.high_host[i % d]),
+                .map(|(i, t)| self.bounds.map_host(i % d, *t)),
         );
         head
     }
@@ -597,14 +597,15 @@ impl DetPolicy {
         d_obs: Option<&mut [f32]>,
     ) {
         assert_eq!(d_act.len(), tape.tanh.len(), "policy action gradient");
-        let d = self.high_host.len();
+        let half = &self.bounds.half_host;
+        let d = half.len();
         s.grad.clear();
         s.grad.extend(
             d_act
                 .iter()
                 .zip(&tape.tanh)
                 .enumerate()
-                .map(|(i, (g, t))| g * self.high_host[i % d] * (1.0 - t * t)),
+                .map(|(i, (g, t))| g * half[i % d] * (1.0 - t * t)),
         );
         self.mlp.backward_tape(params, tape, s, d_params, d_obs);
     }
@@ -755,13 +756,13 @@ impl GaussianPolicy {
                 lp += -0.5 * eps[k] * eps[k] - ls - half_log_2pi;
                 if self.squash {
                     log_det += 2.0 * (std::f32::consts::LN_2 - u - softplus(-2.0 * u));
-                    t.action[k] = self.high_host[j] * u.tanh();
+                    t.action[k] = self.bounds.map_host(j, u.tanh());
                 } else {
                     t.action[k] = u;
                 }
             }
             t.log_prob[r] = if self.squash {
-                lp - (log_det + self.log_high)
+                lp - (log_det + self.log_half)
             } else {
                 lp
             };
@@ -781,8 +782,12 @@ impl GaussianPolicy {
         let z = self.mlp.forward_host(params, obs, batch, tape);
         out.clear();
         for row in z.chunks_exact(2 * d) {
-            for (&m, &h) in row[..d].iter().zip(&self.high_host) {
-                out.push(if self.squash { h * m.tanh() } else { m });
+            for (j, &m) in row[..d].iter().enumerate() {
+                out.push(if self.squash {
+                    self.bounds.map_host(j, m.tanh())
+                } else {
+                    m
+                });
             }
         }
     }
@@ -814,8 +819,9 @@ impl GaussianPolicy {
                 let u = tape.u[k];
                 let du = if self.squash {
                     let th = u.tanh();
-                    // a = high·tanh u; log π gains −log|da/du| whose u-derivative is −2 tanh u.
-                    d_action[k] * self.high_host[j] * (1.0 - th * th) + dlp * 2.0 * th
+                    // a = mid + half·tanh u; log π gains −log|da/du| whose u-derivative is
+                    // −2 tanh u.
+                    d_action[k] * self.bounds.half_host[j] * (1.0 - th * th) + dlp * 2.0 * th
                 } else {
                     d_action[k]
                 };

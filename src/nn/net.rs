@@ -116,22 +116,85 @@ impl Mlp {
     }
 }
 
-/// Deterministic policy `a = high ⊙ tanh(MLP(s))`.
+/// The affine map of `tanh(u) ∈ [−1, 1]` onto an action box `[low, high]`:
+/// `mid + half ⊙ tanh(u)` with `mid = (low + high)/2`, `half = (high − low)/2`.
+#[derive(Debug, Clone)]
+pub struct ActionBox {
+    half: Tensor<2>,
+    mid: Tensor<2>,
+    pub(super) half_host: Vec<f32>,
+    pub(super) mid_host: Vec<f32>,
+    /// `mid` is zero (a symmetric box): no offset is added.
+    pub(super) centred: bool,
+}
+
+impl ActionBox {
+    /// The box `[low, high]` per dimension.
+    pub fn new(low: &[f32], high: &[f32], device: &Device) -> Self {
+        let half_host: Vec<f32> = low.iter().zip(high).map(|(l, h)| 0.5 * (h - l)).collect();
+        let mid_host: Vec<f32> = low.iter().zip(high).map(|(l, h)| 0.5 * (h + l)).collect();
+        let d = half_host.len();
+        Self {
+            half: tensor2(half_host.clone(), 1, d, device),
+            mid: tensor2(mid_host.clone(), 1, d, device),
+            centred: mid_host.iter().all(|m| *m == 0.0),
+            half_host,
+            mid_host,
+        }
+    }
+
+    /// `mid + half ⊙ t` for `t = tanh(u)`.
+    pub fn map(&self, t: Tensor<2>) -> Tensor<2> {
+        let a = t.mul(self.half.clone());
+        if self.centred {
+            a
+        } else {
+            a.add(self.mid.clone())
+        }
+    }
+
+    /// `mid + half · t` for dimension `j` on the host.
+    pub(super) fn map_host(&self, j: usize, t: f32) -> f32 {
+        if self.centred {
+            t * self.half_host[j]
+        } else {
+            t * self.half_host[j] + self.mid_host[j]
+        }
+    }
+
+    /// `Σ log half`, the log-determinant of the map.
+    pub(super) fn log_det(&self) -> f32 {
+        self.half_host.iter().map(|h| h.ln()).sum()
+    }
+}
+
+/// Deterministic policy `a = mid + half ⊙ tanh(MLP(s))` on the action box (`high ⊙ tanh` for
+/// a symmetric box).
 #[derive(Debug, Clone)]
 pub struct DetPolicy {
     /// The network producing the pre-tanh action.
     pub mlp: Mlp,
-    high: Tensor<2>,
-    pub(super) high_host: Vec<f32>,
+    pub(super) bounds: ActionBox,
 }
 
 impl DetPolicy {
     /// A policy for observations scaled by `obs_scale` and actions bounded by `±action_high`.
     pub fn new(obs_scale: &[f32], action_high: &[f32], spec: &NetSpec, device: &Device) -> Self {
+        let low: Vec<f32> = action_high.iter().map(|h| -h).collect();
+        Self::with_bounds(obs_scale, &low, action_high, spec, device)
+    }
+
+    /// A policy for observations scaled by `obs_scale` and actions in `[low, high]`.
+    pub fn with_bounds(
+        obs_scale: &[f32],
+        low: &[f32],
+        high: &[f32],
+        spec: &NetSpec,
+        device: &Device,
+    ) -> Self {
         Self {
-            mlp: Mlp::new(obs_scale, &spec.hidden, action_high.len(), device),
-            high: tensor2(action_high.to_vec(), 1, action_high.len(), device),
-            high_host: action_high.to_vec(),
+            mlp: Mlp::new(obs_scale, &spec.hidden, high.len(), device),
+            bounds: ActionBox::new(low, high, device),
         }
     }
 
@@ -142,7 +205,7 @@ impl DetPolicy {
 
     /// Actions for a batch of observations.
     pub fn forward(&self, params: &[Tensor<2>], obs: Tensor<2>) -> Tensor<2> {
-        self.mlp.forward(params, obs).tanh().mul(self.high.clone())
+        self.bounds.map(self.mlp.forward(params, obs).tanh())
     }
 }
 
@@ -176,17 +239,16 @@ impl QNet {
 }
 
 /// Diagonal Gaussian policy: an MLP gives mean and log-std (clipped to `[LOG_STD_MIN,
-/// LOG_STD_MAX]`); actions are `mean + std·ε` (reparameterised), optionally squashed as
-/// `high ⊙ tanh(u)`.
+/// LOG_STD_MAX]`); actions are `mean + std·ε` (reparameterised), optionally squashed onto the
+/// action box as `mid + half ⊙ tanh(u)`.
 #[derive(Debug, Clone)]
 pub struct GaussianPolicy {
     /// The network producing `[mean, log_std]`.
     pub mlp: Mlp,
     pub(super) act_dim: usize,
     pub(super) squash: bool,
-    high: Tensor<2>,
-    pub(super) high_host: Vec<f32>,
-    pub(super) log_high: f32,
+    pub(super) bounds: ActionBox,
+    pub(super) log_half: f32,
 }
 
 /// Lower clip of the log standard deviation (reference code).
@@ -203,7 +265,7 @@ pub struct GaussianSample {
 }
 
 impl GaussianPolicy {
-    /// A Gaussian policy; with `squash` the action is `high ⊙ tanh(u)`.
+    /// A Gaussian policy; with `squash` the action is `high ⊙ tanh(u)` in `±action_high`.
     pub fn new(
         obs_scale: &[f32],
         action_high: &[f32],
@@ -211,14 +273,28 @@ impl GaussianPolicy {
         spec: &NetSpec,
         device: &Device,
     ) -> Self {
-        let act_dim = action_high.len();
+        let low: Vec<f32> = action_high.iter().map(|h| -h).collect();
+        Self::with_bounds(obs_scale, &low, action_high, squash, spec, device)
+    }
+
+    /// A Gaussian policy for actions in `[low, high]`; with `squash` the action is
+    /// `mid + half ⊙ tanh(u)`.
+    pub fn with_bounds(
+        obs_scale: &[f32],
+        low: &[f32],
+        high: &[f32],
+        squash: bool,
+        spec: &NetSpec,
+        device: &Device,
+    ) -> Self {
+        let act_dim = high.len();
+        let bounds = ActionBox::new(low, high, device);
         Self {
             mlp: Mlp::new(obs_scale, &spec.hidden, 2 * act_dim, device),
             act_dim,
             squash,
-            high: tensor2(action_high.to_vec(), 1, act_dim, device),
-            high_host: action_high.to_vec(),
-            log_high: action_high.iter().map(|h| h.ln()).sum(),
+            log_half: bounds.log_det(),
+            bounds,
         }
     }
 
@@ -245,7 +321,7 @@ impl GaussianPolicy {
 
     fn squash_action(&self, u: Tensor<2>) -> Tensor<2> {
         if self.squash {
-            u.tanh().mul(self.high.clone())
+            self.bounds.map(u.tanh())
         } else {
             u
         }
@@ -263,7 +339,7 @@ impl GaussianPolicy {
             .sub_scalar(half_log_2pi)
             .sum_dim(1);
         if self.squash {
-            // log|d a / d u| = Σ log(high) + log(1 − tanh²u), computed stably as
+            // log|d a / d u| = Σ log(half) + log(1 − tanh²u), computed stably as
             // 2·(log 2 − u − softplus(−2u)).
             let neg2u = u.clone().mul_scalar(-2.0);
             let softplus = burn::tensor::activation::relu(neg2u.clone())
@@ -275,7 +351,7 @@ impl GaussianPolicy {
                 .add_scalar(std::f32::consts::LN_2)
                 .mul_scalar(2.0)
                 .sum_dim(1)
-                .add_scalar(self.log_high);
+                .add_scalar(self.log_half);
             log_prob = log_prob.sub(log_det);
         }
         GaussianSample {

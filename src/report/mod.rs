@@ -40,64 +40,98 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::env::{TASKS, TaskSpec};
+use crate::runtime::rundir::read_task_spec;
+
 pub use stats::MeanCi;
 pub use table::{AlgoRow, GoalReach, TaskTable};
 
-/// A benchmark task known to the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Task {
-    PathTracking,
-    Pendulum,
-    /// The small test task (smoke runs and tests; not part of the paper).
-    Lqr,
+/// The task of a run as the report needs it: its name, title and goals (from the run's
+/// `task.toml`, or the registry for runs written before it existed).
+#[derive(Debug, Clone)]
+pub struct Task {
+    name: String,
+    title: String,
+    goals: Vec<f64>,
+    min_requirement: Option<f64>,
 }
 
 impl Task {
-    /// Parse the config / directory name (`path_tracking`, `pendulum`, test task `lqr`).
+    /// The report's view of a task description.
+    pub fn from_spec(spec: &TaskSpec) -> Task {
+        Task {
+            name: spec.name.clone(),
+            title: spec.display_name().to_string(),
+            goals: spec.goals.clone(),
+            min_requirement: spec.min_requirement,
+        }
+    }
+
+    /// The registered task `name` (`path_tracking`, `pendulum`, `lqr`, or one a program
+    /// registered), if there is one.
     pub fn from_name(name: &str) -> Option<Task> {
-        match name {
-            "path_tracking" => Some(Task::PathTracking),
-            "pendulum" => Some(Task::Pendulum),
-            "lqr" => Some(Task::Lqr),
-            _ => None,
+        crate::env::lookup(name)
+            .ok()
+            .map(|t| Task::from_spec(t.spec()))
+    }
+
+    /// The task of the run in `dir`: its `task.toml` when it has one, else the registered
+    /// task `name`.
+    pub fn of_run(dir: &Path, name: &str) -> Result<Task, String> {
+        match read_task_spec(dir) {
+            Ok(Some(spec)) => Ok(Task::from_spec(&spec)),
+            Ok(None) => Task::from_name(name).ok_or_else(|| {
+                format!("unknown task {name:?} (no task.toml, and it is not registered)")
+            }),
+            Err(e) => Err(format!("{e:#}")),
         }
     }
 
     /// Config / directory name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Task::PathTracking => "path_tracking",
-            Task::Pendulum => "pendulum",
-            Task::Lqr => "lqr",
-        }
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Human-readable name used in the table and plot titles.
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Task::PathTracking => "Path tracking",
-            Task::Pendulum => "Inverted pendulum",
-            Task::Lqr => "LQR (test task)",
-        }
+    pub fn display_name(&self) -> &str {
+        &self.title
     }
 
     /// Goal returns for the convergence-speed columns (paper Table I).
-    pub fn goals(self) -> &'static [f64] {
-        match self {
-            Task::PathTracking => &[-100.0, -30.0, -10.0, -5.0],
-            Task::Pendulum => &[-20.0, -2.0, -0.1, -0.01],
-            // 50 steps from p, v ~ U(-1, 1); the optimal return is roughly -2.
-            Task::Lqr => &[-20.0, -10.0, -5.0, -3.0],
-        }
+    pub fn goals(&self) -> &[f64] {
+        &self.goals
     }
 
-    /// Minimum return for the task to "work" (dashed line in Figs. 4(a)/5(a)).
-    pub fn min_requirement(self) -> f64 {
-        match self {
-            Task::PathTracking => -30.0,
-            Task::Pendulum => -2.0,
-            Task::Lqr => -10.0,
-        }
+    /// Minimum return for the task to "work" (dashed line in Figs. 4(a)/5(a)), if it has one.
+    pub fn min_requirement(&self) -> Option<f64> {
+        self.min_requirement
+    }
+
+    /// Tables and figures list the built-in tasks first, in their order, then the others by
+    /// name.
+    fn order(&self) -> (usize, &str) {
+        let rank = TASKS.iter().position(|t| *t == self.name);
+        (rank.unwrap_or(TASKS.len()), &self.name)
+    }
+}
+
+impl PartialEq for Task {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Task {}
+
+impl PartialOrd for Task {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Task {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order().cmp(&other.order())
     }
 }
 
@@ -204,7 +238,7 @@ pub fn write_report(runs: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
     let grouped = group_runs(loaded.runs);
     let tables: Vec<TaskTable> = grouped
         .iter()
-        .map(|(task, algos)| table::task_table(*task, algos))
+        .map(|(task, algos)| table::task_table(task.clone(), algos))
         .collect();
 
     let mut files = Vec::new();
@@ -247,7 +281,7 @@ pub fn run_digest(run: &Run) -> String {
     );
     for &goal in run.task.goals() {
         let reached = run.evals.iter().find(|(_, r)| *r >= goal).map(|(k, _)| *k);
-        let what = if goal == run.task.min_requirement() {
+        let what = if Some(goal) == run.task.min_requirement() {
             format!("{goal} (the task's minimum requirement)")
         } else {
             format!("{goal}")
@@ -349,9 +383,7 @@ fn load_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Run, String> {
             }
         }
     };
-    let task = Task::from_name(&task_name).ok_or_else(|| {
-        format!("unknown task {task_name:?} (expected \"path_tracking\", \"pendulum\" or \"lqr\")")
-    })?;
+    let task = Task::of_run(dir, &task_name)?;
     if algo.trim().is_empty() {
         return Err("empty algorithm name".to_string());
     }
@@ -553,7 +585,7 @@ pub fn group_runs(runs: Vec<Run>) -> Grouped {
     let mut by_algo: BTreeMap<(Task, String), Vec<Run>> = BTreeMap::new();
     for run in runs {
         by_algo
-            .entry((run.task, run.algo.clone()))
+            .entry((run.task.clone(), run.algo.clone()))
             .or_default()
             .push(run);
     }
@@ -566,7 +598,7 @@ pub fn group_runs(runs: Vec<Run>) -> Grouped {
             } else {
                 format!("{algo} [{label}]")
             };
-            map.entry(task)
+            map.entry(task.clone())
                 .or_default()
                 .entry(algo_sort_key(&key))
                 .or_default()

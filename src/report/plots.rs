@@ -313,11 +313,14 @@ impl Ranged for SymLog {
 
 /// The value range of a task's curves: every goal, the minimum requirement and every plotted
 /// quartile, widened to a round power of ten below and to 0 above.
-fn curve_range(task: Task, algos: &AlgoRuns) -> SymLog {
-    let goals = task.goals();
-    let smallest_goal = goals.iter().map(|g| g.abs()).fold(f64::INFINITY, f64::min);
-    let c = (smallest_goal / 5.0).max(1e-6);
-    let mut lo = goals.iter().copied().fold(task.min_requirement(), f64::min) * 3.0;
+fn curve_range(task: &Task, algos: &AlgoRuns) -> SymLog {
+    let marks: Vec<f64> = task
+        .goals()
+        .iter()
+        .copied()
+        .chain(task.min_requirement())
+        .collect();
+    let mut lo = marks.iter().copied().fold(0.0, f64::min) * 3.0;
     let mut hi: f64 = 0.0;
     for (_, runs) in algos {
         for (_, q25, _, q75) in curve_points(runs) {
@@ -325,6 +328,14 @@ fn curve_range(task: Task, algos: &AlgoRuns) -> SymLog {
             hi = hi.max(q75);
         }
     }
+    // Linear below a fifth of the smallest goal; without goals, below 1% of the largest value.
+    let smallest_goal = marks.iter().map(|g| g.abs()).fold(f64::INFINITY, f64::min);
+    let c = if smallest_goal.is_finite() {
+        smallest_goal / 5.0
+    } else {
+        lo.abs().max(hi) / 100.0
+    }
+    .max(1e-6);
     // The nearest 1, 2 or 5 × 10^k at or below the lowest value.
     let need = (-lo).max(c);
     let decade = 10f64.powf(need.log10().floor());
@@ -390,7 +401,7 @@ where
     for (panel, (task, algos)) in panels.iter().zip(grouped) {
         let (w, _) = panel.dim_in_pixel();
         let (area, legend_area) = panel.split_horizontally(w as i32 - LEGEND_W);
-        let range = curve_range(*task, algos);
+        let range = curve_range(task, algos);
         let xmax = max_iteration(algos).max(1.0);
         let mut chart = ChartBuilder::on(&area)
             .caption(
@@ -435,7 +446,7 @@ where
         }
         let req = task.min_requirement();
         for &goal in task.goals() {
-            let (style, width) = if goal == req {
+            let (style, width) = if Some(goal) == req {
                 (BLACK, 2)
             } else {
                 (RGBColor(120, 120, 120), 1)
@@ -456,12 +467,16 @@ where
                 label_style,
             )))?;
         }
-        legend.push((format!("minimum requirement ({req})"), BLACK, true));
-        legend.push((
-            "goals of Table I".to_string(),
-            RGBColor(120, 120, 120),
-            true,
-        ));
+        if let Some(req) = req {
+            legend.push((format!("minimum requirement ({req})"), BLACK, true));
+        }
+        if !task.goals().is_empty() {
+            legend.push((
+                "goals of Table I".to_string(),
+                RGBColor(120, 120, 120),
+                true,
+            ));
+        }
         draw_side_legend(&legend_area, &legend)?;
     }
     Ok(())
@@ -480,7 +495,7 @@ where
     for (panel, (task, algos)) in panels.iter().zip(grouped) {
         let (w, _) = panel.dim_in_pixel();
         let (area, legend_area) = panel.split_horizontally(w as i32 - LEGEND_W);
-        let table = task_table(*task, algos);
+        let table = task_table(task.clone(), algos);
         let goals = table.goals.clone();
         let ng = goals.len();
         let mut ymax = table

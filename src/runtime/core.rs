@@ -14,16 +14,19 @@ use rand_pcg::Pcg64Mcg;
 use super::evaluator::{EvalResult, evaluate};
 use super::metrics::{Accum, NonFinite};
 use super::progress::{ProgressLog, Row};
-use super::rundir::{RunLock, init_run_dir, load_latest_checkpoint, prune_checkpoints};
+use super::rundir::{
+    RunLock, init_run_dir, load_latest_checkpoint, prune_checkpoints, read_task_spec,
+};
 use super::seeds::{STREAM_EVAL, STREAM_INIT, derive_seed};
 use crate::algo::{Agent, Nets};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::env::task_spec;
+use crate::env::Task;
 
 /// The state both trainers embed.
 pub(super) struct RunCore {
     pub(super) cfg: Config,
+    pub(super) task: Task,
     pub(super) out: PathBuf,
     pub(super) nets: Nets,
     pub(super) agent: Agent,
@@ -51,9 +54,8 @@ pub(super) struct Due {
 }
 
 impl RunCore {
-    fn build(cfg: Config, out: &Path) -> Result<Self> {
-        let spec = task_spec(&cfg.task.name)?;
-        let nets = Nets::new(&cfg, &spec);
+    fn build(cfg: Config, task: Task, out: &Path) -> Result<Self> {
+        let nets = Nets::new(&cfg, task.spec());
         let agent = Agent::new(
             &nets,
             &cfg,
@@ -74,14 +76,16 @@ impl RunCore {
             stop: Arc::new(AtomicBool::new(false)),
             lock: None,
             cfg,
+            task,
         })
     }
 
-    /// A new run in `out` (which must not already hold a run), locked.
-    pub(super) fn create(cfg: Config, out: &Path) -> Result<Self> {
-        init_run_dir(&cfg, out)?;
+    /// A new run of `task` in `out` (which must not already hold a run), locked.
+    pub(super) fn create(cfg: Config, task: Task, out: &Path) -> Result<Self> {
+        super::check_task(&cfg, &task)?;
+        init_run_dir(&cfg, task.spec(), out)?;
         let lock = RunLock::acquire(out)?;
-        let mut core = Self::build(cfg, out)?;
+        let mut core = Self::build(cfg, task, out)?;
         core.lock = Some(lock);
         core.log = Some(ProgressLog::create(&out.join("progress.csv"))?);
         Ok(core)
@@ -90,12 +94,14 @@ impl RunCore {
     /// The run in `run` at its newest checkpoint that loads, locked, with the agent, counters
     /// and means restored and `progress.csv` cut after that iteration; the checkpoint is
     /// returned for the trainer's own state.
-    pub(super) fn resume(run: &Path) -> Result<(Self, Checkpoint)> {
+    pub(super) fn resume(run: &Path, task: Task) -> Result<(Self, Checkpoint)> {
         let cfg = Config::load(&run.join("config.toml"), &[])?;
+        check_same_task(run, &task)?;
+        super::check_task(&cfg, &task)?;
         let lock = RunLock::acquire(run)?;
         let (_, ck) = load_latest_checkpoint(run)?
             .with_context(|| format!("{} has no checkpoint to resume from", run.display()))?;
-        let mut core = Self::build(cfg, run)?;
+        let mut core = Self::build(cfg, task, run)?;
         core.lock = Some(lock);
         core.agent.load(&ck)?;
         core.k = ck.counter("iteration")?;
@@ -140,6 +146,7 @@ impl RunCore {
     pub(super) fn evaluate(&self, k: u64) -> Result<EvalResult> {
         let seed = derive_seed(derive_seed(self.cfg.train.seed, STREAM_EVAL), k);
         evaluate(
+            &self.task,
             &self.nets,
             &self.agent.params.pi,
             self.cfg.train.eval_episodes,
@@ -192,4 +199,20 @@ impl RunCore {
         ck.save(&dir.join(format!("ckpt-{:09}", self.k)))?;
         prune_checkpoints(&dir, self.cfg.train.keep_checkpoints)
     }
+}
+
+/// An error unless `task` is the task the run in `run` was created with (its `task.toml`).
+fn check_same_task(run: &Path, task: &Task) -> Result<()> {
+    if let Some(stored) = read_task_spec(run)?
+        && &stored != task.spec()
+    {
+        anyhow::bail!(
+            "{} was trained on a task `{}` described differently from the task `{}` given to \
+             resume it (compare its task.toml); resume it with the same task",
+            run.display(),
+            stored.name,
+            task.name()
+        );
+    }
+    Ok(())
 }

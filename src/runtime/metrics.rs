@@ -40,7 +40,9 @@ impl Accum {
         if let Some(g) = s.pi_grad_norm {
             push(&mut self.pi_grad_norm, g);
         }
-        push(&mut self.model_error, s.model_error);
+        if let Some(e) = s.model_error {
+            push(&mut self.model_error, e);
+        }
     }
 
     /// A progress row from these means (taken since the previous row); the caller fills in

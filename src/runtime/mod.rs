@@ -19,27 +19,40 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 pub use asynchronous::{AsyncTrainer, RunSummary};
 pub use evaluator::{EvalResult, evaluate};
 pub use saved_policy::SavedPolicy;
 pub use serial::Trainer;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, ValueTarget};
+use crate::env::Task;
 
-/// Train one run into `out` in the config's `runtime.mode`, as `mixpg train` does.
-/// `on_start` receives the trainer's stop flag before it starts (the CLI hooks it to Ctrl-C,
-/// SIGTERM and SIGHUP); the result is the iteration reached when the run was stopped before
-/// its last iteration (a final row and checkpoint are written then), `None` when it finished.
+/// Train one run into `out` in the config's `runtime.mode`, as `mixpg train` does, on the
+/// registered task `task.name`. `on_start` receives the trainer's stop flag before it starts
+/// (the CLI hooks it to Ctrl-C, SIGTERM and SIGHUP); the result is the iteration reached when
+/// the run was stopped before its last iteration (a final row and checkpoint are written
+/// then), `None` when it finished.
 pub fn train(
     cfg: Config,
     out: &Path,
     on_start: impl FnOnce(Arc<AtomicBool>),
 ) -> Result<Option<u64>> {
+    let task = crate::env::lookup(&cfg.task.name)?;
+    train_task(cfg, task, out, on_start)
+}
+
+/// [`train`] on the task `task` (a value: registered or not; `cfg.task.name` must be its name).
+pub fn train_task(
+    cfg: Config,
+    task: Task,
+    out: &Path,
+    on_start: impl FnOnce(Arc<AtomicBool>),
+) -> Result<Option<u64>> {
     match cfg.runtime.mode {
         Mode::Serial => {
-            let mut trainer = Trainer::new(cfg, out)?;
+            let mut trainer = Trainer::with_task(cfg, task, out)?;
             let stop = trainer.stop_handle();
             on_start(stop.clone());
             trainer.run()?;
@@ -48,13 +61,62 @@ pub fn train(
                 .then(|| trainer.iteration()))
         }
         Mode::Async => {
-            let mut trainer = AsyncTrainer::new(cfg, out)?;
+            let mut trainer = AsyncTrainer::with_task(cfg, task, out)?;
             on_start(trainer.stop_handle());
             let summary = trainer.run()?;
             Ok(summary.stopped_early.then(|| trainer.iteration()))
         }
         Mode::Ray => Err(ray_mode_error()),
     }
+}
+
+/// Check that `cfg` can run on `task` before anything is built: the config names the task,
+/// a model-driven algorithm has a prior model, n-step targets have where to be rolled out.
+/// The error names the key to change.
+pub fn check_task(cfg: &Config, task: &Task) -> Result<()> {
+    let spec = task.spec();
+    let algo = cfg.algo.name;
+    if cfg.task.name != spec.name {
+        bail!(
+            "task.name = {:?} but the run is given the task `{}`",
+            cfg.task.name,
+            spec.name
+        );
+    }
+    let model_kind = if cfg.task.model_mismatch {
+        "prior model"
+    } else {
+        "exact model (task.model_mismatch = false)"
+    };
+    let has_model = if cfg.task.model_mismatch {
+        task.has_model()
+    } else {
+        task.has_exact_model()
+    };
+    if algo.needs_model() && !has_model {
+        bail!(
+            "algo.name = {:?} learns through a differentiable {model_kind}, and task `{}` has \
+             none; give the task one, or use a model-free algorithm (td3, sac, ddpg, ndpg)",
+            algo.as_str(),
+            spec.name
+        );
+    }
+    match crate::algo::n_step_source(cfg) {
+        Some(ValueTarget::Env) if !spec.settable => bail!(
+            "algo.value_target = \"env\" rolls {}'s n-step targets out in the true environment \
+             reset to replayed states, and task `{}`'s environment cannot be set to a state; \
+             use algo.value_target = \"replay\" (the replay's stored trajectories) or \"model\"",
+            algo.as_str(),
+            spec.name
+        ),
+        Some(ValueTarget::Model) if !has_model => bail!(
+            "algo.value_target = \"model\" rolls n-step targets out in the {model_kind}, and \
+             task `{}` has none; use algo.value_target = \"replay\"",
+            spec.name
+        ),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The error of a `runtime.mode = "ray"` run started outside the Ray driver.

@@ -9,12 +9,34 @@ use anyhow::{Context, Result, bail};
 
 use crate::checkpoint::{Checkpoint, sync_dir, write_atomic};
 use crate::config::Config;
+use crate::env::TaskSpec;
 
 /// Name of the lock file inside a run directory.
 pub const LOCK_FILE: &str = "lock";
 
-/// Create a new run directory (refusing one that already holds a run) and write its config.
-pub(crate) fn init_run_dir(cfg: &Config, out: &Path) -> Result<()> {
+/// Name of the file that describes a run's task (so that its report, evaluation and saved
+/// policy need no code of the task).
+pub const TASK_FILE: &str = "task.toml";
+
+/// The task description a run directory holds, or `None` for a run written before mixpg
+/// stored it (a built-in task, named by its config).
+pub fn read_task_spec(run: &Path) -> Result<Option<TaskSpec>> {
+    let path = run.join(TASK_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let spec: TaskSpec = toml::from_str(&text)
+        .with_context(|| format!("invalid task description {}", path.display()))?;
+    spec.validate()
+        .with_context(|| format!("invalid task description {}", path.display()))?;
+    Ok(Some(spec))
+}
+
+/// Create a new run directory (refusing one that already holds a run) and write its config
+/// and task description.
+pub(crate) fn init_run_dir(cfg: &Config, spec: &TaskSpec, out: &Path) -> Result<()> {
     if out.join("progress.csv").exists() {
         bail!(
             "{} already holds a run (progress.csv exists); use `mixpg resume --run {}` or another --out",
@@ -24,6 +46,8 @@ pub(crate) fn init_run_dir(cfg: &Config, out: &Path) -> Result<()> {
     }
     fs::create_dir_all(out.join("checkpoints"))
         .with_context(|| format!("cannot create {}", out.display()))?;
+    let task = toml::to_string_pretty(spec).context("task description to TOML")?;
+    write_atomic(&out.join(TASK_FILE), task.as_bytes())?;
     write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())
 }
 

@@ -9,12 +9,24 @@ use rand::SeedableRng;
 use crate::algo::{Agent, Nets, act};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::env::{TaskSpec, task_spec};
+use crate::env::{TaskSpec, lookup};
 use crate::nn::ParamSet;
+use crate::runtime::rundir::read_task_spec;
 use crate::runtime::serial::latest_checkpoint;
 
-/// Leading bytes of [`SavedPolicy::to_bytes`] (name and format version).
-const MAGIC: &[u8; 12] = b"mixpg-pol-v1";
+/// Leading bytes of [`SavedPolicy::to_bytes`] (name and format version; version 2 carries
+/// the task description, version 1 named a built-in task).
+const MAGIC: &[u8; 12] = b"mixpg-pol-v2";
+/// Leading bytes of the first format (config, no task description).
+const MAGIC_V1: &[u8; 12] = b"mixpg-pol-v1";
+
+/// The description of a run's task: its `task.toml`, or the registered task of its config.
+fn run_task_spec(run: &Path, cfg: &Config) -> Result<TaskSpec> {
+    match read_task_spec(run)? {
+        Some(spec) => Ok(spec),
+        None => Ok(lookup(&cfg.task.name)?.spec().clone()),
+    }
+}
 
 /// The policy network of a run with its parameters.
 #[derive(Debug, Clone)]
@@ -32,7 +44,7 @@ impl SavedPolicy {
         let ckpt = latest_checkpoint(run)?
             .with_context(|| format!("{} has no checkpoint to load", run.display()))?;
         let ck = Checkpoint::load(&ckpt)?;
-        let spec = task_spec(&cfg.task.name)?;
+        let spec = run_task_spec(run, &cfg)?;
         let nets = Nets::new(&cfg, &spec);
         let mut agent = Agent::new(&nets, &cfg, &mut rand_pcg::Pcg64Mcg::seed_from_u64(0));
         agent.load(&ck)?;
@@ -80,13 +92,17 @@ impl SavedPolicy {
         Ok(act(&self.nets, &self.pi, obs, None, &mut unused))
     }
 
-    /// The policy as bytes: the config (TOML), the iteration and the parameters (f32 LE).
+    /// The policy as bytes: the config and the task description (TOML), the iteration and
+    /// the parameters (f32 LE).
     pub fn to_bytes(&self) -> Vec<u8> {
         let toml = self.cfg.to_toml();
-        let mut b = Vec::with_capacity(64 + toml.len());
+        let spec = toml::to_string(&self.nets.spec).expect("task descriptions serialise");
+        let mut b = Vec::with_capacity(64 + toml.len() + spec.len());
         b.extend_from_slice(MAGIC);
-        b.extend_from_slice(&(toml.len() as u64).to_le_bytes());
-        b.extend_from_slice(toml.as_bytes());
+        for text in [&toml, &spec] {
+            b.extend_from_slice(&(text.len() as u64).to_le_bytes());
+            b.extend_from_slice(text.as_bytes());
+        }
         b.extend_from_slice(&self.iteration.to_le_bytes());
         b.extend_from_slice(&(self.pi.shapes().len() as u64).to_le_bytes());
         for (s, v) in self.pi.shapes().iter().zip(self.pi.values()) {
@@ -102,14 +118,20 @@ impl SavedPolicy {
     /// The policy written by [`SavedPolicy::to_bytes`]; errors on any malformed input.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader { bytes, pos: 0 };
-        if r.take(MAGIC.len())? != MAGIC {
+        let magic = r.take(MAGIC.len())?;
+        if magic != MAGIC && magic != MAGIC_V1 {
             bail!("not a mixpg policy (bad header)");
         }
-        let n = r.len()?;
-        let toml = std::str::from_utf8(r.take(n)?).context("policy config is not UTF-8")?;
-        let cfg = Config::from_toml_str(toml, &[]).context("policy config")?;
+        let cfg = Config::from_toml_str(r.text("config")?, &[]).context("policy config")?;
+        let spec = if magic == MAGIC {
+            let spec: TaskSpec =
+                toml::from_str(r.text("task description")?).context("policy task description")?;
+            spec.validate()?;
+            spec
+        } else {
+            lookup(&cfg.task.name)?.spec().clone()
+        };
         let iteration = r.u64()?;
-        let spec = task_spec(&cfg.task.name)?;
         let nets = Nets::new(&cfg, &spec);
         let like = Agent::new(&nets, &cfg, &mut rand_pcg::Pcg64Mcg::seed_from_u64(0))
             .params
@@ -171,5 +193,11 @@ impl<'a> Reader<'a> {
 
     fn len(&mut self) -> Result<usize> {
         usize::try_from(self.u64()?).context("length out of range")
+    }
+
+    /// A length-prefixed UTF-8 text.
+    fn text(&mut self, what: &str) -> Result<&'a str> {
+        let n = self.len()?;
+        std::str::from_utf8(self.take(n)?).with_context(|| format!("policy {what} is not UTF-8"))
     }
 }

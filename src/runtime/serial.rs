@@ -24,11 +24,11 @@ use super::metrics::{mean, push};
 use super::progress::ProgressBar;
 pub use super::rundir::latest_checkpoint;
 use super::seeds::{STREAM_COLLECT, STREAM_ENV, STREAM_LEARNER, STREAM_REPLAY, derive_seed};
-use crate::algo::{Agent, Grads, Learner, Nets, TargetBatch, act};
+use crate::algo::{Agent, Grads, Learner, Nets, TargetBatch, act, replay_window};
 use crate::checkpoint::Checkpoint;
-use crate::config::{AlgoName, Config};
-use crate::env::{Env, StepOut, make_env, make_model, reset_after_collect, task_spec};
-use crate::replay::ReplayBuffer;
+use crate::config::Config;
+use crate::env::{Env, StepOut, Task, check_env, lookup, reset_after_collect};
+use crate::replay::{NStepWindow, ReplayBuffer};
 
 /// A training run.
 pub struct Trainer {
@@ -38,6 +38,8 @@ pub struct Trainer {
     obs: Vec<f32>,
     step_out: StepOut,
     replay: ReplayBuffer,
+    /// n-step returns along stored trajectories (`algo.value_target = "replay"`).
+    window: Option<NStepWindow>,
     collect_rng: Pcg64Mcg,
     replay_rng: Pcg64Mcg,
     env_steps: u64,
@@ -46,16 +48,29 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A new run writing to `out` (which must not already hold a run).
+    /// A new run of the registered task `task.name`, writing to `out` (which must not
+    /// already hold a run).
     pub fn new(cfg: Config, out: &Path) -> Result<Self> {
-        let mut t = Self::build(RunCore::create(cfg, out)?)?;
-        t.warm_up();
+        let task = lookup(&cfg.task.name)?;
+        Self::with_task(cfg, task, out)
+    }
+
+    /// A new run of `task`, writing to `out` (which must not already hold a run).
+    pub fn with_task(cfg: Config, task: Task, out: &Path) -> Result<Self> {
+        let mut t = Self::build(RunCore::create(cfg, task, out)?)?;
+        t.warm_up()?;
         Ok(t)
     }
 
-    /// Continue the run in `run` from its newest checkpoint that loads.
+    /// Continue the run in `run` (of a registered task) from its newest checkpoint that loads.
     pub fn resume(run: &Path) -> Result<Self> {
-        let (core, ck) = RunCore::resume(run)?;
+        let cfg = Config::load(&run.join("config.toml"), &[])?;
+        Self::resume_task(run, lookup(&cfg.task.name)?)
+    }
+
+    /// Continue the run of `task` in `run` from its newest checkpoint that loads.
+    pub fn resume_task(run: &Path, task: Task) -> Result<Self> {
+        let (core, ck) = RunCore::resume(run, task)?;
         let mut t = Self::build(core)?;
         t.restore(&ck)?;
         Ok(t)
@@ -86,28 +101,13 @@ impl Trainer {
     }
 
     fn build(core: RunCore) -> Result<Self> {
-        let cfg = &core.cfg;
-        let spec = task_spec(&cfg.task.name)?;
+        let (cfg, task) = (&core.cfg, &core.task);
+        let spec = task.spec();
         let seed = cfg.train.seed;
-        let model = make_model(&cfg.task.name, cfg.task.model_mismatch)?;
-        let n_step_env = match cfg.algo.name {
-            AlgoName::MpgV1 | AlgoName::Ndpg | AlgoName::Nadp => {
-                Some(make_env(&cfg.task.name, cfg.algo.batch_size, seed)?)
-            }
-            _ => None,
-        };
-        let learner = Learner::new(
-            core.nets.clone(),
-            cfg,
-            model,
-            n_step_env,
-            derive_seed(seed, STREAM_LEARNER),
-        );
-        let env = make_env(
-            &cfg.task.name,
-            cfg.task.num_agents,
-            derive_seed(seed, STREAM_ENV),
-        )?;
+        let learner_seed = derive_seed(seed, STREAM_LEARNER);
+        let learner = Learner::for_task(core.nets.clone(), cfg, task, seed, learner_seed)?;
+        let mut env = task.make_env(cfg.task.num_agents, derive_seed(seed, STREAM_ENV))?;
+        check_env(env.as_mut())?;
         let mut obs = Vec::new();
         env.observe(&mut obs);
         let replay = ReplayBuffer::new(cfg.algo.buffer_capacity, spec.obs_dim, spec.act_dim);
@@ -117,6 +117,7 @@ impl Trainer {
             obs,
             step_out: StepOut::default(),
             replay,
+            window: replay_window(cfg, spec),
             collect_rng: Pcg64Mcg::seed_from_u64(derive_seed(seed, STREAM_COLLECT)),
             replay_rng: Pcg64Mcg::seed_from_u64(derive_seed(seed, STREAM_REPLAY)),
             env_steps: 0,
@@ -141,14 +142,16 @@ impl Trainer {
         &self.core.nets
     }
 
-    fn warm_up(&mut self) {
+    fn warm_up(&mut self) -> Result<()> {
         while self.replay.len() < self.core.cfg.algo.warmup_samples {
-            self.collect(1);
+            self.collect(1)?;
         }
+        Ok(())
     }
 
-    /// Step the actor environment `steps` times with exploration and store the transitions.
-    fn collect(&mut self, steps: usize) {
+    /// Step the actor environment `steps` times with exploration and store the transitions;
+    /// an error (nothing of the failed step stored) if the environment failed.
+    fn collect(&mut self, steps: usize) -> Result<()> {
         let explore = Some(self.core.cfg.algo.explore_noise);
         for _ in 0..steps {
             let a = act(
@@ -159,6 +162,7 @@ impl Trainer {
                 &mut self.collect_rng,
             );
             self.env.step(&a, &mut self.step_out);
+            check_env(self.env.as_mut())?;
             let o = &self.step_out;
             self.replay.push_rows(
                 &self.obs,
@@ -171,8 +175,10 @@ impl Trainer {
             self.env_steps += o.reward.len() as u64;
             let mode = self.core.cfg.train.collect_reset;
             reset_after_collect(self.env.as_mut(), mode, &mut self.collect_rng);
+            check_env(self.env.as_mut())?;
             self.env.observe(&mut self.obs);
         }
+        Ok(())
     }
 
     /// Run until `train.iterations`, the time limit or a stop request (which writes the
@@ -190,6 +196,10 @@ impl Trainer {
     }
 
     fn run_locked(&mut self) -> Result<()> {
+        if let Some(m) = self.learner.model().filter(|_| !self.core.quiet) {
+            let name = &self.core.task.spec().name;
+            eprintln!("task {name}: prior model runs as a {}", m.path().describe());
+        }
         let n = self.core.cfg.train.iterations;
         let start = Instant::now();
         let mut bar = ProgressBar::new(n, self.core.quiet);
@@ -202,7 +212,7 @@ impl Trainer {
                     self.write_row(k, wall, None)?;
                 }
                 if last_ckpt != Some(k) {
-                    self.boundary();
+                    self.boundary()?;
                     self.save_checkpoint(wall)?;
                 }
                 break;
@@ -222,19 +232,32 @@ impl Trainer {
                     bar.eval(k, e);
                 }
                 if due.checkpoint {
-                    self.boundary();
+                    self.boundary()?;
                     self.save_checkpoint(wall)?;
                     last_ckpt = Some(k);
                 }
             } else {
-                self.boundary();
+                self.boundary()?;
                 self.core.resumed = false;
                 (last_row, last_ckpt) = (Some(k), Some(k));
             }
             if k >= n || self.core.time_limit.is_some_and(|l| start.elapsed() >= l) {
                 break;
             }
-            self.iterate(k)?;
+            if let Err(e) = self.iterate(k) {
+                // An environment or model that failed (e.g. raised in Python): keep what the
+                // run has learnt in a final row and checkpoint, then report the failure.
+                let wall = self.core.wall_offset + start.elapsed().as_secs_f64();
+                bar.finish();
+                if last_row != Some(k) {
+                    self.write_row(k, wall, None)?;
+                }
+                self.save_checkpoint(wall)?;
+                return Err(e.context(format!(
+                    "the run stopped at iteration {k} (a checkpoint was written; `mixpg resume` \
+                     continues once the cause is fixed)"
+                )));
+            }
             self.core.k += 1;
             bar.tick(self.core.k);
         }
@@ -244,15 +267,17 @@ impl Trainer {
 
     /// Checkpoint boundary: reset the actor environment from a derived seed and drop the
     /// cached batch, so that a resumed run continues exactly as an uninterrupted one.
-    fn boundary(&mut self) {
+    fn boundary(&mut self) -> Result<()> {
         let s = derive_seed(
             derive_seed(self.core.cfg.train.seed, STREAM_ENV),
             self.core.k,
         );
         self.env.reset(s);
+        check_env(self.env.as_mut())?;
         self.env.observe(&mut self.obs);
         self.cached = None;
         self.reuse_left = 0;
+        Ok(())
     }
 
     fn write_row(&mut self, k: u64, wall: f64, eval: Option<EvalResult>) -> Result<()> {
@@ -264,14 +289,16 @@ impl Trainer {
     /// One iteration of Algorithm 1.
     fn iterate(&mut self, k: u64) -> Result<()> {
         if k.is_multiple_of(self.core.cfg.algo.collect_interval) {
-            self.collect(self.core.cfg.algo.collect_steps);
+            self.collect(self.core.cfg.algo.collect_steps)?;
         }
         let t0 = Instant::now();
         if self.reuse_left == 0 || self.cached.is_none() {
-            let batch = self
-                .replay
-                .sample(self.core.cfg.algo.batch_size, &mut self.replay_rng);
-            self.cached = Some(self.learner.targets(&self.core.agent.params, batch));
+            let (n, rng) = (self.core.cfg.algo.batch_size, &mut self.replay_rng);
+            let batch = match &self.window {
+                Some(w) => self.replay.sample_n_step(n, rng, w),
+                None => self.replay.sample(n, rng),
+            };
+            self.cached = Some(self.learner.targets(&self.core.agent.params, batch)?);
             self.reuse_left = self.core.cfg.algo.batch_reuse;
         }
         self.reuse_left -= 1;
@@ -280,6 +307,7 @@ impl Trainer {
         let grads = self
             .learner
             .compute(&self.core.agent.params, tb, k, policy_step);
+        self.learner.check_model()?;
         self.apply(grads, k)?;
         push(
             &mut self.core.acc.update_time,

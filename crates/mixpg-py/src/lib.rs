@@ -15,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use mixpg::config::Config;
 use mixpg::env::vector::AutoResetEnv;
-use mixpg::env::{StepOut, TASKS, canonical_task, task_spec};
+use mixpg::env::{StepOut, lookup, registered};
 use mixpg::grid::{GridOptions, Preset, RunStatus, run_grid};
 use mixpg::runtime::SavedPolicy;
 
@@ -211,16 +211,17 @@ fn run_bench<'py>(
 
 /// The registered task names, snake case (kebab case and `inverted-pendulum` are accepted too).
 #[pyfunction]
-fn tasks() -> Vec<&'static str> {
-    TASKS.to_vec()
+fn tasks() -> Vec<String> {
+    registered().iter().map(|t| t.name().to_string()).collect()
 }
 
 /// A task's description: name, obs_dim, act_dim, action_low, action_high, episode_len.
 #[pyfunction]
 fn task_info<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
-    let s = task_spec(name).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+    let task = lookup(name).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+    let s = task.spec();
     let d = PyDict::new(py);
-    d.set_item("name", s.name)?;
+    d.set_item("name", &s.name)?;
     d.set_item("obs_dim", s.obs_dim)?;
     d.set_item("act_dim", s.act_dim)?;
     d.set_item("action_low", s.action_low.clone())?;
@@ -339,7 +340,7 @@ impl Policy {
 #[pyclass(module = "mixpg._native", frozen)]
 struct VecEnv {
     inner: Mutex<(AutoResetEnv, StepOut)>,
-    task: &'static str,
+    task: String,
     num_agents: usize,
     seed: u64,
     obs_dim: usize,
@@ -358,18 +359,13 @@ impl VecEnv {
     #[new]
     #[pyo3(signature = (task, num_agents, seed=0))]
     fn new(task: &str, num_agents: usize, seed: u64) -> PyResult<Self> {
-        let name = canonical_task(task).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "unknown task `{task}` (known: {})",
-                TASKS.join(", ")
-            ))
-        })?;
-        let env = AutoResetEnv::new(name, num_agents, seed)
-            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        let value_err = |e: anyhow::Error| PyValueError::new_err(format!("{e:#}"));
+        let task = lookup(task).map_err(value_err)?;
+        let env = AutoResetEnv::new(&task, num_agents, seed).map_err(value_err)?;
         let (obs_dim, act_dim) = (env.spec().obs_dim, env.spec().act_dim);
         Ok(Self {
             inner: Mutex::new((env, StepOut::default())),
-            task: name,
+            task: task.name().to_string(),
             num_agents,
             seed,
             obs_dim,
@@ -377,11 +373,12 @@ impl VecEnv {
         })
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<Reduced<'py, (&'static str, usize, u64)>> {
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py, (String, usize, u64)>> {
         let me = slf.get();
-        Ok((slf.get_type().into_any(), (me.task, me.num_agents, me.seed)))
+        Ok((
+            slf.get_type().into_any(),
+            (me.task.clone(), me.num_agents, me.seed),
+        ))
     }
 
     /// Reset every agent (re-seeded if `seed` is given); returns the `(n, obs_dim)` observations.
@@ -419,8 +416,8 @@ impl VecEnv {
 
     /// Task name (snake case).
     #[getter]
-    fn task(&self) -> &'static str {
-        self.task
+    fn task(&self) -> &str {
+        &self.task
     }
 
     /// Number of agents.

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use mixpg::config::Config;
+use mixpg::env::lookup;
 use mixpg::runtime::roles::{
     ActorCore, BufferCore, Experience, LearnerCore, RuntimeCounters, Snapshot, TaggedGrads,
     WorkerStream, batch_from_bytes, batch_to_bytes, replay_from_bytes, replay_to_bytes,
@@ -150,7 +151,7 @@ fn replays_of(
     let replays = replays.ok_or_else(|| {
         anyhow::anyhow!("a checkpoint is due: pass every buffer's replay bytes (or None)")
     })?;
-    let spec = mixpg::env::task_spec(&cfg.task.name)?;
+    let spec = lookup(&cfg.task.name)?.spec().clone();
     replays
         .iter()
         .map(|r| {
@@ -202,7 +203,8 @@ impl Optimizer {
         let opt = py
             .detach(|| {
                 let cfg = Config::load_for_run(&config, &overrides, seed, iterations)?;
-                mixpg::runtime::roles::Optimizer::create(cfg, &out)
+                let task = lookup(&cfg.task.name)?;
+                mixpg::runtime::roles::Optimizer::create(cfg, task, &out)
             })
             .map_err(runtime_err)?;
         Ok(Self {
@@ -214,7 +216,10 @@ impl Optimizer {
     #[staticmethod]
     fn resume(py: Python<'_>, run: PathBuf) -> PyResult<Self> {
         let opt = py
-            .detach(|| mixpg::runtime::roles::Optimizer::resume(&run))
+            .detach(|| {
+                let cfg = Config::load(&run.join("config.toml"), &[])?;
+                mixpg::runtime::roles::Optimizer::resume(&run, lookup(&cfg.task.name)?)
+            })
             .map_err(runtime_err)?;
         Ok(Self {
             held: Held::new(opt)?,
@@ -398,7 +403,7 @@ impl Actor {
         snapshot: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let core = build_core(py, config_toml, snapshot, |cfg, s| {
-            ActorCore::new(cfg, env_seed, rng_seed, s)
+            ActorCore::new(cfg, &lookup(&cfg.task.name)?, env_seed, rng_seed, s)
         })?;
         Ok(Self {
             held: Held::new(core)?,
@@ -420,7 +425,7 @@ impl Actor {
                 if Snapshot::version_in(snapshot)? != a.version() {
                     a.set_policy(&Snapshot::from_bytes(snapshot)?);
                 }
-                Ok(a.collect().to_bytes())
+                Ok(a.collect()?.to_bytes())
             })
             .map_err(value_err)?;
         Ok(encoded(py, b))
@@ -447,12 +452,12 @@ impl Buffer {
         let cfg = config_of(config_toml)?;
         let core = py
             .detach(|| {
-                let spec = mixpg::env::task_spec(&cfg.task.name)?;
+                let spec = lookup(&cfg.task.name)?.spec().clone();
                 let replay = restored
                     .as_deref()
                     .map(|b| replay_from_bytes(b, spec.obs_dim, spec.act_dim))
                     .transpose()?;
-                BufferCore::new(&cfg, replay, seed)
+                BufferCore::new(&cfg, &spec, replay, seed)
             })
             .map_err(value_err)?;
         Ok(Self {
@@ -510,7 +515,7 @@ impl Learner {
         snapshot: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let core = build_core(py, config_toml, snapshot, |cfg, s| {
-            LearnerCore::new(cfg, seed, s)
+            LearnerCore::new(cfg, &lookup(&cfg.task.name)?, seed, s)
         })?;
         Ok(Self {
             held: Held::new(core)?,
@@ -539,7 +544,7 @@ impl Learner {
                     None
                 };
                 let b = batch.map(batch_from_bytes).transpose()?;
-                Ok(l.step(snap.as_ref(), b).map(|g| g.to_bytes()))
+                Ok(l.step(snap.as_ref(), b)?.map(|g| g.to_bytes()))
             })
             .map_err(value_err)?;
         Ok(out.map(|b| encoded(py, b)))

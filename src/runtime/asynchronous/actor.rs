@@ -25,6 +25,7 @@ impl ActorWorker {
     pub(super) fn new(sh: Arc<Shared>, id: usize, inc: u32) -> Result<Self> {
         let core = ActorCore::new(
             &sh.cfg,
+            &sh.task,
             sh.seed(WorkerStream::ActorEnv, id, inc),
             sh.seed(WorkerStream::ActorCollect, id, inc),
             &sh.store.latest(),
@@ -89,7 +90,7 @@ impl Worker for ActorWorker {
         if self.sh.store.version() != self.core.version() {
             self.core.set_policy(&self.sh.store.latest());
         }
-        let e = self.core.collect();
+        let e = self.core.collect()?;
         let n = e.len() as u64;
         if !self.sink.insert(e, &self.sh.stop) {
             return Ok(Flow::Stop);

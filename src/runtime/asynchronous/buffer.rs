@@ -33,7 +33,12 @@ impl BufferWorker {
         // Requests still queued (sent before this incarnation started) are answered by `step`.
         let restored = sh.initial_replay.lock().expect("replay lock")[id].take();
         Ok(Self {
-            core: BufferCore::new(&sh.cfg, restored, sh.seed(WorkerStream::Buffer, id, inc))?,
+            core: BufferCore::new(
+                &sh.cfg,
+                sh.task.spec(),
+                restored,
+                sh.seed(WorkerStream::Buffer, id, inc),
+            )?,
             pending: None,
             throttled_since: None,
             starving: false,

@@ -29,7 +29,7 @@ impl LearnerWorker {
     pub(super) fn new(sh: Arc<Shared>, id: usize, inc: u32) -> Result<Self> {
         let seed = sh.seed(WorkerStream::Learner, id, inc);
         Ok(Self {
-            core: LearnerCore::new(&sh.cfg, seed, &sh.store.latest())?,
+            core: LearnerCore::new(&sh.cfg, &sh.task, seed, &sh.store.latest())?,
             poison_at: sh
                 .fault
                 .filter(|f| f.target == FaultTarget::Learner && f.id == id && inc == 0)
@@ -56,7 +56,7 @@ impl Worker for LearnerWorker {
             Polled::Closed => return Ok(Flow::Stop),
         };
         self.sync();
-        let tb = self.core.targets(batch);
+        let tb = self.core.targets(batch)?;
         for r in 0..self.sh.cfg.algo.batch_reuse {
             if self.sh.stop.load(Ordering::Relaxed) {
                 return Ok(Flow::Stop);
@@ -65,7 +65,7 @@ impl Worker for LearnerWorker {
                 self.sync();
             }
             let made = self.core.made();
-            let mut g = self.core.gradient(&tb);
+            let mut g = self.core.gradient(&tb)?;
             if self.poison_at == Some(made) {
                 g.grads.stats.q_loss = f64::NAN;
             }

@@ -13,6 +13,7 @@ use super::supervisor::{Supervisor, one_thread_pool};
 use super::transport::TaggedGrads;
 use crate::algo::{Agent, Nets};
 use crate::config::Config;
+use crate::env::{Task, lookup};
 use crate::runtime::roles::Optimizer;
 
 /// What an asynchronous run did (this session).
@@ -89,14 +90,28 @@ pub struct AsyncTrainer {
 }
 
 impl AsyncTrainer {
-    /// A new run writing to `out` (which must not already hold a run).
+    /// A new run of the registered task `task.name`, writing to `out` (which must not
+    /// already hold a run).
     pub fn new(cfg: Config, out: &Path) -> Result<Self> {
-        Ok(Self::build(Optimizer::create(cfg, out)?))
+        let task = lookup(&cfg.task.name)?;
+        Self::with_task(cfg, task, out)
     }
 
-    /// Continue the run in `run` from its newest checkpoint that loads (async, Ray or serial).
+    /// A new run of `task`, writing to `out` (which must not already hold a run).
+    pub fn with_task(cfg: Config, task: Task, out: &Path) -> Result<Self> {
+        Ok(Self::build(Optimizer::create(cfg, task, out)?))
+    }
+
+    /// Continue the run in `run` (of a registered task) from its newest checkpoint that loads
+    /// (async, Ray or serial).
     pub fn resume(run: &Path) -> Result<Self> {
-        Ok(Self::build(Optimizer::resume(run)?))
+        let cfg = Config::load(&run.join("config.toml"), &[])?;
+        Self::resume_task(run, lookup(&cfg.task.name)?)
+    }
+
+    /// Continue the run of `task` in `run` from its newest checkpoint that loads.
+    pub fn resume_task(run: &Path, task: Task) -> Result<Self> {
+        Ok(Self::build(Optimizer::resume(run, task)?))
     }
 
     fn build(opt: Optimizer) -> Self {
@@ -154,7 +169,7 @@ impl AsyncTrainer {
     fn run_inner(&mut self) -> Result<RunSummary> {
         let opt = &mut self.opt;
         let replay = opt.take_restored_replay();
-        let mut sup = Supervisor::start(opt.config(), opt.snapshot(), replay)?;
+        let mut sup = Supervisor::start(opt.config(), opt.task(), opt.snapshot(), replay)?;
         opt.start_session()?;
         let mut summary = RunSummary::default();
         let mut first_update: Option<Instant> = None;

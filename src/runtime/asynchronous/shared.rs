@@ -11,6 +11,7 @@ use super::snapshot::ParamStore;
 use super::supervisor::Event;
 use super::transport::{Experience, TaggedGrads};
 use crate::config::{Config, FaultSpec, FaultTarget};
+use crate::env::Task;
 use crate::replay::{HostBatch, ReplayBuffer};
 use crate::runtime::roles::{WorkerStream, worker_seed};
 
@@ -87,6 +88,7 @@ pub(super) enum Ctl {
 /// What every worker thread shares.
 pub(super) struct Shared {
     pub(super) cfg: Config,
+    pub(super) task: Task,
     pub(super) stop: AtomicBool,
     pub(super) store: ParamStore,
     pub(super) stats: Stats,

@@ -22,6 +22,7 @@ use super::{
     SNAPSHOT_REQUEST_TIMEOUT,
 };
 use crate::config::{Config, FaultSpec, OnPanic};
+use crate::env::Task;
 use crate::replay::ReplayBuffer;
 use crate::runtime::roles::{RuntimeCounters, Snapshot};
 
@@ -128,6 +129,7 @@ pub(super) struct Supervisor {
 impl Supervisor {
     pub(super) fn start(
         cfg: &Config,
+        task: &Task,
         snapshot: Snapshot,
         replay: Vec<Option<ReplayBuffer>>,
     ) -> Result<Self> {
@@ -151,6 +153,7 @@ impl Supervisor {
                 .map(|b| AtomicU64::new(b.as_ref().map_or(0, |b| b.len() as u64)))
                 .collect(),
             cfg: cfg.clone(),
+            task: task.clone(),
             stop: AtomicBool::new(false),
             store: ParamStore::new(snapshot),
             stats: Stats::default(),

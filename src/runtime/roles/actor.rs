@@ -7,7 +7,7 @@ use rand_pcg::Pcg64Mcg;
 use super::messages::{Experience, Snapshot};
 use crate::algo::{Nets, act};
 use crate::config::Config;
-use crate::env::{Env, StepOut, make_env, reset_after_collect, task_spec};
+use crate::env::{Env, StepOut, Task, check_env, reset_after_collect};
 use crate::nn::ParamSet;
 
 /// An actor: its vectorized environment, policy copy and exploration RNG.
@@ -23,11 +23,18 @@ pub struct ActorCore {
 }
 
 impl ActorCore {
-    /// An actor of `cfg`'s task (`task.num_agents` agents) whose environment is seeded with
+    /// An actor of `task` (`task.num_agents` agents) whose environment is seeded with
     /// `env_seed` and exploration RNG with `rng_seed`, acting with `snapshot`'s policy.
-    pub fn new(cfg: &Config, env_seed: u64, rng_seed: u64, snapshot: &Snapshot) -> Result<Self> {
-        let nets = Nets::new(cfg, &task_spec(&cfg.task.name)?);
-        let env = make_env(&cfg.task.name, cfg.task.num_agents, env_seed)?;
+    pub fn new(
+        cfg: &Config,
+        task: &Task,
+        env_seed: u64,
+        rng_seed: u64,
+        snapshot: &Snapshot,
+    ) -> Result<Self> {
+        let nets = Nets::new(cfg, task.spec());
+        let mut env = task.make_env(cfg.task.num_agents, env_seed)?;
+        check_env(env.as_mut())?;
         let mut obs = Vec::new();
         env.observe(&mut obs);
         Ok(Self {
@@ -54,13 +61,15 @@ impl ActorCore {
     }
 
     /// Take `algo.collect_steps` exploring steps of every agent (resetting as
-    /// `train.collect_reset` says) and return the transitions.
-    pub fn collect(&mut self) -> Experience {
+    /// `train.collect_reset` says) and return the transitions; an error if the environment
+    /// failed.
+    pub fn collect(&mut self) -> Result<Experience> {
         let explore = Some(self.cfg.algo.explore_noise);
         let mut e = Experience::default();
         for _ in 0..self.cfg.algo.collect_steps {
             let a = act(&self.nets, &self.pi, &self.obs, explore, &mut self.rng);
             self.env.step(&a, &mut self.out);
+            check_env(self.env.as_mut())?;
             let o = &self.out;
             e.obs.extend_from_slice(&self.obs);
             e.act.extend_from_slice(&a);
@@ -73,8 +82,9 @@ impl ActorCore {
                 self.cfg.train.collect_reset,
                 &mut self.rng,
             );
+            check_env(self.env.as_mut())?;
             self.env.observe(&mut self.obs);
         }
-        e
+        Ok(e)
     }
 }

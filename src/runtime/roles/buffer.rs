@@ -6,13 +6,16 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use super::messages::Experience;
+use crate::algo::replay_window;
 use crate::config::Config;
-use crate::env::task_spec;
-use crate::replay::{HostBatch, ReplayBuffer};
+use crate::env::TaskSpec;
+use crate::replay::{HostBatch, NStepWindow, ReplayBuffer};
 
 /// A buffer: its replay ring, sampling RNG and samples-per-insert counters (transitions).
 pub struct BufferCore {
     replay: ReplayBuffer,
+    /// n-step returns along stored trajectories (`algo.value_target = "replay"`).
+    window: Option<NStepWindow>,
     rng: Pcg64Mcg,
     inserted: u64,
     sampled: u64,
@@ -24,8 +27,12 @@ pub struct BufferCore {
 impl BufferCore {
     /// One of `runtime.buffers` buffers of capacity `algo.buffer_capacity`, starting from
     /// `restored` contents when given (they count as inserted), sampling with `seed`.
-    pub fn new(cfg: &Config, restored: Option<ReplayBuffer>, seed: u64) -> Result<Self> {
-        let spec = task_spec(&cfg.task.name)?;
+    pub fn new(
+        cfg: &Config,
+        spec: &TaskSpec,
+        restored: Option<ReplayBuffer>,
+        seed: u64,
+    ) -> Result<Self> {
         let replay = restored.unwrap_or_else(|| {
             ReplayBuffer::new(cfg.algo.buffer_capacity, spec.obs_dim, spec.act_dim)
         });
@@ -33,6 +40,7 @@ impl BufferCore {
             rng: Pcg64Mcg::seed_from_u64(seed),
             inserted: replay.len() as u64,
             replay,
+            window: replay_window(cfg, spec),
             sampled: 0,
             warm_len: cfg.algo.warmup_samples.div_ceil(cfg.runtime.buffers).max(1),
             batch_size: cfg.algo.batch_size,
@@ -66,7 +74,10 @@ impl BufferCore {
 
     /// A batch of `algo.batch_size` uniform samples (not yet counted as sampled).
     pub fn sample(&mut self) -> HostBatch {
-        self.replay.sample(self.batch_size, &mut self.rng)
+        match &self.window {
+            Some(w) => self.replay.sample_n_step(self.batch_size, &mut self.rng, w),
+            None => self.replay.sample(self.batch_size, &mut self.rng),
+        }
     }
 
     /// Count a delivered batch against the samples-per-insert bound; returns its transitions.

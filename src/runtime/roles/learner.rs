@@ -4,8 +4,8 @@ use anyhow::Result;
 
 use super::messages::{Snapshot, TaggedGrads};
 use crate::algo::{Learner, Nets, Params, TargetBatch};
-use crate::config::{AlgoName, Config};
-use crate::env::{make_env, make_model, task_spec};
+use crate::config::Config;
+use crate::env::Task;
 use crate::replay::HostBatch;
 
 /// A learner: its parameter copy (and version), its targets / gradients engine (own prior
@@ -22,18 +22,11 @@ pub struct LearnerCore {
 }
 
 impl LearnerCore {
-    /// A learner of `cfg` seeded with `seed`, holding `snapshot`'s parameters.
-    pub fn new(cfg: &Config, seed: u64, snapshot: &Snapshot) -> Result<Self> {
-        let nets = Nets::new(cfg, &task_spec(&cfg.task.name)?);
-        let model = make_model(&cfg.task.name, cfg.task.model_mismatch)?;
-        let n_step_env = match cfg.algo.name {
-            AlgoName::MpgV1 | AlgoName::Ndpg | AlgoName::Nadp => {
-                Some(make_env(&cfg.task.name, cfg.algo.batch_size, seed)?)
-            }
-            _ => None,
-        };
+    /// A learner of `cfg` on `task` seeded with `seed`, holding `snapshot`'s parameters.
+    pub fn new(cfg: &Config, task: &Task, seed: u64, snapshot: &Snapshot) -> Result<Self> {
+        let nets = Nets::new(cfg, task.spec());
         Ok(Self {
-            learner: Learner::new(nets, cfg, model, n_step_env, seed),
+            learner: Learner::for_task(nets, cfg, task, seed, seed)?,
             params: snapshot.params(),
             version: snapshot.version,
             made: 0,
@@ -60,22 +53,23 @@ impl LearnerCore {
     }
 
     /// The value targets of a fresh batch with the current parameters.
-    pub fn targets(&mut self, batch: HostBatch) -> TargetBatch {
+    pub fn targets(&mut self, batch: HostBatch) -> Result<TargetBatch> {
         self.learner.targets(&self.params, batch)
     }
 
     /// The next gradient on `tb` with the current parameters, tagged with their version
     /// (every `algo.policy_delay`-th carries the policy gradient).
-    pub fn gradient(&mut self, tb: &TargetBatch) -> TaggedGrads {
+    pub fn gradient(&mut self, tb: &TargetBatch) -> Result<TaggedGrads> {
         let policy_step = self.made.is_multiple_of(self.policy_delay);
         let grads = self
             .learner
             .compute(&self.params, tb, self.version, policy_step);
+        self.learner.check_model()?;
         self.made += 1;
-        TaggedGrads {
+        Ok(TaggedGrads {
             grads,
             version: self.version,
-        }
+        })
     }
 
     /// One gradient, the step-wise form used when parameters arrive with each call (Ray):
@@ -86,16 +80,18 @@ impl LearnerCore {
         &mut self,
         snapshot: Option<&Snapshot>,
         batch: Option<HostBatch>,
-    ) -> Option<TaggedGrads> {
+    ) -> Result<Option<TaggedGrads>> {
         if let Some(s) = snapshot.filter(|s| s.version != self.version) {
             self.set_params(s);
         }
         if let Some(b) = batch {
-            self.kept = Some((self.targets(b), self.batch_reuse));
+            self.kept = Some((self.targets(b)?, self.batch_reuse));
         }
-        let (tb, left) = self.kept.take().filter(|(_, left)| *left > 0)?;
-        let g = self.gradient(&tb);
+        let Some((tb, left)) = self.kept.take().filter(|(_, left)| *left > 0) else {
+            return Ok(None);
+        };
+        let g = self.gradient(&tb)?;
         self.kept = Some((tb, left - 1));
-        Some(g)
+        Ok(Some(g))
     }
 }

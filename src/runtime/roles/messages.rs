@@ -6,7 +6,7 @@ use anyhow::{Result, ensure};
 use super::codec::{Kind, Reader, Writer};
 use crate::algo::{GradStats, Grads, Params};
 use crate::nn::ParamSet;
-use crate::replay::{HostBatch, ReplayBuffer};
+use crate::replay::{HostBatch, NStepReturns, ReplayBuffer};
 
 /// Host copy of one parameter set.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +244,12 @@ pub fn batch_to_bytes(b: &HostBatch) -> Vec<u8> {
     ] {
         w.f32s(v);
     }
+    w.u64(b.n_step.is_some() as u64);
+    if let Some(ns) = &b.n_step {
+        w.f32s(&ns.ret);
+        w.f32s(&ns.boot_obs);
+        w.f32s(&ns.discount);
+    }
     w.finish()
 }
 
@@ -258,8 +264,24 @@ pub fn batch_from_bytes(bytes: &[u8]) -> Result<HostBatch> {
         next_obs: r.f32s()?,
         terminated: r.f32s()?,
         truncated: r.f32s()?,
+        n_step: None,
+    };
+    let n_step = match r.u64()? {
+        0 => None,
+        _ => Some(NStepReturns {
+            ret: r.f32s()?,
+            boot_obs: r.f32s()?,
+            discount: r.f32s()?,
+        }),
     };
     r.end()?;
+    ensure!(
+        n_step.as_ref().is_none_or(|ns| ns.ret.len() == b.len
+            && ns.discount.len() == b.len
+            && ns.boot_obs.len() == b.obs.len()),
+        "corrupt replay batch: n-step returns of another size"
+    );
+    let b = HostBatch { n_step, ..b };
     ensure!(
         b.rew.len() == b.len && b.terminated.len() == b.len && b.truncated.len() == b.len,
         "corrupt replay batch: {} rows but {} rewards",
@@ -365,7 +387,7 @@ impl TaggedGrads {
         w.f64(s.terminated_frac);
         w.f64(s.q_grad_norm);
         w.opt_f64(s.pi_grad_norm);
-        w.f64(s.model_error);
+        w.f64(s.model_error.unwrap_or(f64::NAN));
         w.finish()
     }
 
@@ -384,7 +406,7 @@ impl TaggedGrads {
             terminated_frac: r.f64()?,
             q_grad_norm: r.f64()?,
             pi_grad_norm: r.opt_f64()?,
-            model_error: r.f64()?,
+            model_error: Some(r.f64()?).filter(|e| !e.is_nan()),
         };
         r.end()?;
         Ok(Self {

@@ -14,6 +14,7 @@ use super::messages::{Snapshot, TaggedGrads};
 use super::runtime_log::{RuntimeCounters, RuntimeLog};
 use crate::algo::{Agent, Nets};
 use crate::config::{Config, FaultSpec, FaultTarget};
+use crate::env::Task;
 use crate::replay::ReplayBuffer;
 use crate::runtime::core::RunCore;
 use crate::runtime::evaluator::EvalResult;
@@ -53,15 +54,16 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    /// A new run writing to `out` (which must not already hold a run).
-    pub fn create(cfg: Config, out: &Path) -> Result<Self> {
-        Ok(Self::build(RunCore::create(cfg, out)?))
+    /// A new run of `task` writing to `out` (which must not already hold a run).
+    pub fn create(cfg: Config, task: Task, out: &Path) -> Result<Self> {
+        Ok(Self::build(RunCore::create(cfg, task, out)?))
     }
 
-    /// Continue the run in `run` from its newest checkpoint that loads (async, Ray or serial);
-    /// the buffers' saved contents are kept for [`Optimizer::take_restored_replay`].
-    pub fn resume(run: &Path) -> Result<Self> {
-        let (core, ck) = RunCore::resume(run)?;
+    /// Continue the run of `task` in `run` from its newest checkpoint that loads (async, Ray
+    /// or serial); the buffers' saved contents are kept for
+    /// [`Optimizer::take_restored_replay`].
+    pub fn resume(run: &Path, task: Task) -> Result<Self> {
+        let (core, ck) = RunCore::resume(run, task)?;
         let mut t = Self::build(core);
         t.env_steps0 = ck.counter("env_steps")?;
         let (o, a) = (t.core.nets.spec.obs_dim, t.core.nets.spec.act_dim);
@@ -93,6 +95,11 @@ impl Optimizer {
     /// The run's configuration.
     pub fn config(&self) -> &Config {
         &self.core.cfg
+    }
+
+    /// The run's task.
+    pub fn task(&self) -> &Task {
+        &self.core.task
     }
 
     /// Suppress the progress display.
