@@ -143,6 +143,18 @@ pub enum ValueTarget {
     Replay,
 }
 
+/// The units of `algo.explore_noise`, `algo.target_noise` and `algo.target_noise_clip`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseUnits {
+    /// Action units (the paper's tasks).
+    #[default]
+    Action,
+    /// Fractions of each action dimension's half-range `(high − low)/2`, as in
+    /// Stable-Baselines3's normalised action space (the generic configs).
+    Normalized,
+}
+
 /// Algorithm hyper-parameters. Fields not used by an algorithm are ignored by it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,9 +180,13 @@ pub struct AlgoConfig {
     /// Iterations between two collections in serial mode.
     #[serde(default = "d_collect_interval")]
     pub collect_interval: u64,
-    /// Std of the Gaussian exploration noise, in action units (0 disables it).
+    /// Std of the Gaussian exploration noise, in `algo.noise_units` (0 disables it).
     #[serde(default = "d_explore")]
     pub explore_noise: f64,
+    /// Units of the exploration and TD3 smoothing noise: `action` (default) or `normalized`
+    /// (fractions of each dimension's half-range).
+    #[serde(default)]
+    pub noise_units: NoiseUnits,
     /// Polyak coefficient τ of the target networks.
     #[serde(default = "d_tau")]
     pub tau: f64,

@@ -119,8 +119,20 @@ fn mlp_forward_and_backward_match_autodiff() {
 
 #[test]
 fn det_policy_forward_and_backward_match_autodiff() {
+    let scale = [0.5, 2.0, 1.0, 0.3];
+    // A symmetric box (`high ⊙ tanh`) and an asymmetric one (`mid + half ⊙ tanh`).
+    det_policy_case(DetPolicy::new(&scale, &[2.0, 0.5], &spec(), &device()));
+    det_policy_case(DetPolicy::with_bounds(
+        &scale,
+        &[-1.0, 0.0],
+        &[3.0, 0.5],
+        &spec(),
+        &device(),
+    ));
+}
+
+fn det_policy_case(pol: DetPolicy) {
     let mut rng = Pcg64Mcg::seed_from_u64(2);
-    let pol = DetPolicy::new(&[0.5, 2.0, 1.0, 0.3], &[2.0, 0.5], &spec(), &device());
     let params = random_params(pol.init(&mut rng), &mut rng);
     let obs = random_vec(BATCH * 4, -2.0, 2.0, &mut rng);
     let r = random_vec(BATCH * 2, -1.0, 1.0, &mut rng);
@@ -189,8 +201,20 @@ fn q_net_forward_and_backward_match_autodiff() {
 }
 
 fn check_gaussian(squash: bool) {
+    let scale = [0.5, 2.0, 1.0];
+    check_gaussian_policy(
+        GaussianPolicy::new(&scale, &[2.0, 0.5], squash, &spec(), &device()),
+        squash,
+    );
+    let (low, high) = ([-1.0, 0.0], [3.0, 0.5]);
+    check_gaussian_policy(
+        GaussianPolicy::with_bounds(&scale, &low, &high, squash, &spec(), &device()),
+        squash,
+    );
+}
+
+fn check_gaussian_policy(pol: GaussianPolicy, squash: bool) {
     let mut rng = Pcg64Mcg::seed_from_u64(4 + squash as u64);
-    let pol = GaussianPolicy::new(&[0.5, 2.0, 1.0], &[2.0, 0.5], squash, &spec(), &device());
     // Large random biases push some log-stds beyond the clip range on both sides.
     let mut params = pol.init(&mut rng);
     params.update(|vals| {

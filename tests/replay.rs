@@ -1,6 +1,6 @@
 //! Replay buffer: ring wrap-around and uniform sampling.
 
-use mixpg::replay::ReplayBuffer;
+use mixpg::replay::{NStepWindow, ReplayBuffer};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
@@ -75,4 +75,101 @@ fn same_seed_same_batch() {
     let a = rb.sample(32, &mut Pcg64Mcg::seed_from_u64(7));
     let b = rb.sample(32, &mut Pcg64Mcg::seed_from_u64(7));
     assert_eq!(a, b);
+}
+
+/// A buffer of `agents` agents' trajectories of 1-dim states `s_{t+1} = s_t + 1` with reward
+/// `s_t`, stored step-major as a vectorized env does; agent `k` starts at `100·k`.
+fn trajectories(
+    agents: usize,
+    steps: usize,
+    cap: usize,
+    end: impl Fn(usize, usize) -> (bool, bool),
+) -> ReplayBuffer {
+    let mut rb = ReplayBuffer::new(cap, 1, 1);
+    let mut s: Vec<f32> = (0..agents).map(|k| 100.0 * k as f32).collect();
+    for t in 0..steps {
+        for k in 0..agents {
+            let (terminated, truncated) = end(k, t);
+            rb.push(&[s[k]], &[0.0], s[k], &[s[k] + 1.0], terminated, truncated);
+            // An ended episode restarts elsewhere (a reset breaks the stored trajectory).
+            s[k] = if terminated || truncated {
+                1000.0 + s[k]
+            } else {
+                s[k] + 1.0
+            };
+        }
+    }
+    rb
+}
+
+fn window(n: usize, stride: usize, absorbing: bool) -> NStepWindow {
+    NStepWindow {
+        n,
+        stride,
+        gamma: 0.5,
+        absorbing,
+    }
+}
+
+/// The expected n-step return from state `s` along `s, s+1, …` for `m` steps.
+fn ret(s: f32, m: usize) -> f32 {
+    (0..m).map(|t| 0.5f32.powi(t as i32) * (s + t as f32)).sum()
+}
+
+#[test]
+fn n_step_returns_follow_each_agents_stored_trajectory() {
+    let rb = trajectories(3, 20, 1000, |_, _| (false, false));
+    let mut rng = Pcg64Mcg::seed_from_u64(1);
+    let plain = rb.sample(64, &mut rng.clone());
+    let b = rb.sample_n_step(64, &mut rng, &window(4, 3, true));
+    assert_eq!(b.obs, plain.obs, "the same draws as a plain sample");
+    let ns = b.n_step.as_ref().unwrap();
+    for i in 0..b.len {
+        let s = b.obs[i];
+        // Steps stored after this one: up to 19 − t for a state 100·k + t.
+        let m = 4.min(20 - (s % 100.0) as usize);
+        assert_eq!(ns.ret[i], ret(s, m), "return from {s}");
+        assert_eq!(ns.boot_obs[i], s + m as f32, "bootstrap state from {s}");
+        assert_eq!(ns.discount[i], 0.5f32.powi(m as i32), "discount from {s}");
+    }
+}
+
+#[test]
+fn n_step_returns_stop_at_episode_ends_and_overwritten_steps() {
+    // Agent 0 terminates at t = 5, agent 1 is truncated at t = 5.
+    let ends = |k: usize, t: usize| (k == 0 && t == 5, k == 1 && t == 5);
+    for absorbing in [true, false] {
+        let rb = trajectories(2, 10, 1000, ends);
+        let b = rb.sample_n_step(
+            400,
+            &mut Pcg64Mcg::seed_from_u64(2),
+            &window(4, 2, absorbing),
+        );
+        let ns = b.n_step.as_ref().unwrap();
+        for i in 0..b.len {
+            let (s, k) = (b.obs[i], (b.obs[i] / 100.0) as usize);
+            if s >= 1000.0 || !(2.0..=5.0).contains(&(s % 100.0)) {
+                continue;
+            }
+            let m = 6 - (s % 100.0) as usize; // steps up to and including t = 5
+            assert_eq!(ns.ret[i], ret(s, m), "agent {k} from {s}");
+            let absorbed = k == 0 && absorbing;
+            let want = if absorbed { 0.0 } else { 0.5f32.powi(m as i32) };
+            assert_eq!(
+                ns.discount[i], want,
+                "agent {k} from {s}, absorbing {absorbing}"
+            );
+            assert_eq!(ns.boot_obs[i], s + m as f32, "agent {k} from {s}");
+        }
+    }
+    // A full ring: the oldest stored steps continue into newer ones, never back into the
+    // overwritten past, and the newest have nothing stored after them.
+    let rb = trajectories(1, 30, 8, |_, _| (false, false));
+    let b = rb.sample_n_step(200, &mut Pcg64Mcg::seed_from_u64(3), &window(4, 1, true));
+    let ns = b.n_step.as_ref().unwrap();
+    for i in 0..b.len {
+        let s = b.obs[i];
+        let m = 4.min(30 - s as usize);
+        assert_eq!(ns.ret[i], ret(s, m), "from {s}");
+    }
 }

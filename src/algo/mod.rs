@@ -18,14 +18,14 @@ pub mod targets;
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{AlgoName, Config, ValueTarget};
+use crate::config::{AlgoName, Config, NoiseUnits, ValueTarget};
 use crate::env::{Env, ModelTape, PriorModel, Task, TaskSpec, Termination, check_model};
 use crate::nn::{
     self, Adam, DetPolicy, GaussianPolicy, Kernels, ParamSet, QNet, device, plain_device, tensor2,
@@ -71,6 +71,10 @@ pub struct Nets {
     pub algo: AlgoName,
     /// Which implementation runs the network passes (`network.kernels`).
     pub kernels: Kernels,
+    /// Per action dimension, what the exploration and target-smoothing noise stds are
+    /// multiplied by: 1 (`algo.noise_units = "action"`) or the box's half-width
+    /// (`"normalized"`).
+    pub noise_scale: Vec<f32>,
 }
 
 impl Nets {
@@ -100,6 +104,10 @@ impl Nets {
             q: QNet::new(&spec.obs_scale, spec.act_dim, &cfg.network, &dev),
             algo: cfg.algo.name,
             kernels: cfg.network.kernels,
+            noise_scale: match cfg.algo.noise_units {
+                NoiseUnits::Action => vec![1.0; spec.act_dim],
+                NoiseUnits::Normalized => spec.action_half(),
+            },
         }
     }
 
@@ -409,14 +417,6 @@ impl Learner {
             task.has_exact_model()
         };
         let model = has_model.then(|| task.make_model(mismatch)).transpose()?;
-        let differentiated = cfg.algo.name.needs_model() && nets.kernels == Kernels::Autodiff;
-        if differentiated && model.as_ref().is_some_and(|m| m.tensor().is_none()) {
-            bail!(
-                "network.kernels = \"autodiff\" differentiates the prior model with burn, and the \
-                 model of task `{}` has no burn-tensor step; use network.kernels = \"fused\"",
-                task.name()
-            );
-        }
         let env = match n_step_source(cfg) {
             Some(ValueTarget::Env) => Some(task.make_env(cfg.algo.batch_size, env_seed)?),
             _ => None,
@@ -664,8 +664,9 @@ pub fn act(
                 }
             };
             if let Some(sigma) = noise.filter(|s| *s > 0.0) {
-                for x in v.iter_mut() {
-                    *x += sigma as f32 * rng.sample::<f32, _>(StandardNormal);
+                for (i, x) in v.iter_mut().enumerate() {
+                    let scale = nets.noise_scale[i % a];
+                    *x += sigma as f32 * scale * rng.sample::<f32, _>(StandardNormal);
                 }
             }
             v

@@ -217,10 +217,11 @@ pub fn one_step(
 /// TD3's target action: `π'(s')` plus clipped Gaussian smoothing noise, clipped to the bounds.
 fn smoothed(nets: &Nets, cfg: &Config, mut act: Vec<f32>, rng: &mut Pcg64Mcg) -> Vec<f32> {
     let a = nets.spec.act_dim;
-    let c = cfg.algo.target_noise_clip as f32;
     for (i, x) in act.iter_mut().enumerate() {
-        let e: f32 = rng.sample::<f32, _>(StandardNormal) * cfg.algo.target_noise as f32;
         let d = i % a;
+        let scale = nets.noise_scale[d];
+        let c = cfg.algo.target_noise_clip as f32 * scale;
+        let e: f32 = rng.sample::<f32, _>(StandardNormal) * (cfg.algo.target_noise as f32 * scale);
         *x = (*x + e.clamp(-c, c)).clamp(nets.spec.action_low[d], nets.spec.action_high[d]);
     }
     act

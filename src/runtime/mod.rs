@@ -28,6 +28,7 @@ pub use serial::Trainer;
 
 use crate::config::{Config, Mode, ValueTarget};
 use crate::env::Task;
+use crate::nn::Kernels;
 
 /// Train one run into `out` in the config's `runtime.mode`, as `mixpg train` does, on the
 /// registered task `task.name`. `on_start` receives the trainer's stop flag before it starts
@@ -100,6 +101,16 @@ pub fn check_task(cfg: &Config, task: &Task) -> Result<()> {
             algo.as_str(),
             spec.name
         );
+    }
+    if algo.needs_model() && cfg.network.kernels == Kernels::Autodiff {
+        let model = task.make_model(cfg.task.model_mismatch)?;
+        if model.tensor().is_none() {
+            bail!(
+                "network.kernels = \"autodiff\" differentiates the prior model with burn, and the \
+                 model of task `{}` has no burn-tensor step; use network.kernels = \"fused\"",
+                spec.name
+            );
+        }
     }
     match crate::algo::n_step_source(cfg) {
         Some(ValueTarget::Env) if !spec.settable => bail!(
