@@ -47,7 +47,7 @@ fn one_step_targets_do_not_bootstrap_after_an_absorbing_termination() {
     let absorbing = target(&n);
     let continuing = target(&nets(&cfg, Termination::Continuing));
     let scale = cfg.task.reward_scale as f32;
-    assert_eq!(absorbing[0], -1.0 * scale, "terminated: the reward alone");
+    assert_eq!(absorbing[0], -scale, "terminated: the reward alone");
     assert_ne!(
         continuing[0], absorbing[0],
         "continuing tasks bootstrap through it"
@@ -93,13 +93,11 @@ impl Env for CountingEnv {
         out.reward = vec![0.0; n];
         out.terminated = vec![false; n];
         out.truncated = vec![false; n];
-        for i in 0..n {
-            if active[i] {
-                self.steps[i] += 1;
-                out.reward[i] = 1.0;
-                out.terminated[i] = self.steps[i] == 3 + 2 * i;
-                out.truncated[i] = self.steps[i] == 8;
-            }
+        for (i, _) in active.iter().enumerate().filter(|(_, a)| **a) {
+            self.steps[i] += 1;
+            out.reward[i] = 1.0;
+            out.terminated[i] = self.steps[i] == 3 + 2 * i;
+            out.truncated[i] = self.steps[i] == 8;
         }
         self.observe(&mut out.next_obs);
     }
