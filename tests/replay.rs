@@ -88,15 +88,11 @@ fn trajectories(
     let mut rb = ReplayBuffer::new(cap, 1, 1);
     let mut s: Vec<f32> = (0..agents).map(|k| 100.0 * k as f32).collect();
     for t in 0..steps {
-        for k in 0..agents {
+        for (k, x) in s.iter_mut().enumerate() {
             let (terminated, truncated) = end(k, t);
-            rb.push(&[s[k]], &[0.0], s[k], &[s[k] + 1.0], terminated, truncated);
+            rb.push(&[*x], &[0.0], *x, &[*x + 1.0], terminated, truncated);
             // An ended episode restarts elsewhere (a reset breaks the stored trajectory).
-            s[k] = if terminated || truncated {
-                1000.0 + s[k]
-            } else {
-                s[k] + 1.0
-            };
+            *x += if terminated || truncated { 1000.0 } else { 1.0 };
         }
     }
     rb
