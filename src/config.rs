@@ -110,6 +110,20 @@ impl AlgoName {
         matches!(self, Self::MpgV1 | Self::MpgV2 | Self::Nadp)
     }
 
+    /// The generic configuration of the algorithm (`configs/generic/<algo>.toml`, built into
+    /// the library): for a task without configs of its own, with `task.name` to be set.
+    pub fn generic_config(self) -> &'static str {
+        match self {
+            Self::MpgV1 => include_str!("../configs/generic/mpg_v1.toml"),
+            Self::MpgV2 => include_str!("../configs/generic/mpg_v2.toml"),
+            Self::Ndpg => include_str!("../configs/generic/ndpg.toml"),
+            Self::Nadp => include_str!("../configs/generic/nadp.toml"),
+            Self::Ddpg => include_str!("../configs/generic/ddpg.toml"),
+            Self::Td3 => include_str!("../configs/generic/td3.toml"),
+            Self::Sac => include_str!("../configs/generic/sac.toml"),
+        }
+    }
+
     /// The algorithm named `name`, in snake case (`mpg_v2`) or kebab case (`mpg-v2`).
     pub fn parse(name: &str) -> Option<AlgoName> {
         let snake = name.trim().replace('-', "_");

@@ -4,7 +4,8 @@ A thin layer over the Rust library (the ``mixpg._native`` extension): train a ru
 ``mixpg train`` does, run an experiment grid as ``mixpg bench`` does, write a report as
 ``mixpg report`` does, measure Theorem 2 as ``mixpg analyze-bias`` does, read a run's progress,
 load its policy as a numpy callable, and use the tasks as Gymnasium environments
-(``import mixpg`` registers ``mixpg/PathTracking-v0`` and ``mixpg/InvertedPendulum-v0``).
+(``import mixpg`` registers ``mixpg/PathTracking-v0`` and ``mixpg/InvertedPendulum-v0``); and
+train on any Gymnasium environment, with a prior model of your own (:mod:`mixpg.user_tasks`).
 :mod:`mixpg.ray` runs the asynchronous architecture on Ray (``python -m mixpg.ray``).
 """
 
@@ -18,22 +19,26 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from . import _native
+from . import _native, user_tasks
 from ._native import Policy, VecEnv, task_info, tasks
 from .envs import register_envs
+from .user_tasks import check_model
 
 __all__ = [
     "Policy",
     "VecEnv",
     "analyze_bias",
     "bench",
+    "check_model",
     "load_policy",
     "read_progress",
     "report",
+    "resume",
     "task_info",
     "tasks",
     "train",
 ]
+
 
 PathLike = Union[str, "os.PathLike[str]"]
 Overrides = Union[Mapping[str, Any], Sequence[str]]
@@ -59,22 +64,68 @@ def _override_list(overrides: Overrides) -> list[str]:
     return [str(o) for o in overrides]
 
 
+ALGORITHMS = ("mpg_v1", "mpg_v2", "ndpg", "nadp", "ddpg", "td3", "sac")
+
+
+def _algorithm(name: str) -> str | None:
+    """The algorithm ``name`` (snake or kebab case) stands for, or None for a config path."""
+    key = str(name).strip().replace("-", "_")
+    return key if key in ALGORITHMS else None
+
+
 def train(
     config: PathLike,
     out: PathLike,
+    env: Any = None,
+    model: Any = None,
     seed: int | None = None,
     iterations: int | None = None,
     overrides: Overrides = {},
 ) -> Path:
-    """Train one run into ``out``, exactly as ``mixpg train --config CONFIG --out OUT
-    [--seed SEED] [--iterations N] [--set KEY=VALUE ...]`` does; returns ``out``.
+    """Train one run into ``out``; returns ``out``.
+
+    Without ``env``, exactly as ``mixpg train --config CONFIG --out OUT [--seed SEED]
+    [--iterations N] [--set KEY=VALUE ...]`` does on a built-in task.
+
+    With ``env`` (a Gymnasium id such as ``"Pendulum-v1"``, a factory returning an environment,
+    an environment, or a vector environment with a Box action space), on that environment:
+    ``config`` is a config file or an algorithm name (``"td3"``, ``"mpg-v2"``, ...) that picks
+    the algorithm's generic config (``configs/generic/``: one environment step and one update
+    per iteration, as SB3's ``train_freq=1, gradient_steps=1``). ``model`` is the prior model
+    that MPG-v1, MPG-v2 and n-step ADP learn through (see :mod:`mixpg.user_tasks`).
 
     ``overrides`` maps dotted config keys to values (``{"algo.gamma": 0.99}``). The GIL is
-    released while the run trains.
+    released while the run trains; an environment or model that raises stops the run with a
+    final checkpoint and the exception.
     """
-    return Path(
-        _native.train(os.fspath(config), os.fspath(out), seed, iterations, _override_list(overrides))
-    )
+    sets = _override_list(overrides)
+    if env is None:
+        if model is not None:
+            raise ValueError("model= is the prior model of an env= task; built-in tasks have theirs")
+        return Path(_native.train(os.fspath(config), os.fspath(out), seed, iterations, sets))
+    algo = _algorithm(config) if isinstance(config, str) else None
+    text = _native.generic_config(algo) if algo else Path(config).read_text()
+    source = user_tasks.EnvSource(env)
+    spec = source.spec
+    head = [f"task.name={spec['name']}", f"task.num_agents={source.num_envs}"]
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
+    if iterations is not None:
+        sets.append(f"train.iterations={iterations}")
+    resolved = _native.resolve_config(text, head + sets)
+    out = Path(out)
+    source.save(out, model)
+    return Path(_native.train_python_task(resolved, spec, os.fspath(out), source.pools(), model))
+
+
+def resume(run: PathLike, env: Any = None, model: Any = None) -> Path:
+    """Continue a run of a Python environment from its newest checkpoint. The environment
+    (and prior model) are re-created from the run's ``env.json`` (a Gymnasium id, or a pickled
+    factory and model); give ``env=`` / ``model=`` for one that cannot be re-created (a live
+    environment object, an unpicklable factory or model)."""
+    run = Path(run)
+    source, model = user_tasks.source_of_run(run, env, model)
+    return Path(_native.resume_python_task(os.fspath(run), source.spec, source.pools(), model))
 
 
 def bench(

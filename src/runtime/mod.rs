@@ -71,6 +71,33 @@ pub fn train_task(
     }
 }
 
+/// Continue the run of `task` in `run` from its newest checkpoint that loads, in the run's
+/// `runtime.mode` (a Ray run continues on threads); the result is as [`train_task`]'s.
+pub fn resume_task(
+    run: &Path,
+    task: Task,
+    on_start: impl FnOnce(Arc<AtomicBool>),
+) -> Result<Option<u64>> {
+    let cfg = Config::load(&run.join("config.toml"), &[])?;
+    match cfg.runtime.mode {
+        Mode::Serial => {
+            let mut trainer = Trainer::resume_task(run, task)?;
+            let stop = trainer.stop_handle();
+            on_start(stop.clone());
+            trainer.run()?;
+            Ok(stop
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then(|| trainer.iteration()))
+        }
+        Mode::Async | Mode::Ray => {
+            let mut trainer = AsyncTrainer::resume_task(run, task)?;
+            on_start(trainer.stop_handle());
+            let summary = trainer.run()?;
+            Ok(summary.stopped_early.then(|| trainer.iteration()))
+        }
+    }
+}
+
 /// Check that `cfg` can run on `task` before anything is built: the config names the task,
 /// a model-driven algorithm has a prior model, n-step targets have where to be rolled out.
 /// The error names the key to change.

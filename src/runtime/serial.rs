@@ -219,10 +219,12 @@ impl Trainer {
             }
             if !self.core.resumed {
                 let due = self.core.due(k);
-                let eval = if due.eval {
-                    Some(self.core.evaluate(k)?)
-                } else {
-                    None
+                let eval = match due.eval.then(|| self.core.evaluate(k)).transpose() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        bar.finish();
+                        return Err(self.stop_on_failure(e, k, wall, last_row));
+                    }
                 };
                 if due.row {
                     self.write_row(k, wall, eval)?;
@@ -245,24 +247,41 @@ impl Trainer {
                 break;
             }
             if let Err(e) = self.iterate(k) {
-                // An environment or model that failed (e.g. raised in Python): keep what the
-                // run has learnt in a final row and checkpoint, then report the failure.
                 let wall = self.core.wall_offset + start.elapsed().as_secs_f64();
                 bar.finish();
-                if last_row != Some(k) {
-                    self.write_row(k, wall, None)?;
-                }
-                self.save_checkpoint(wall)?;
-                return Err(e.context(format!(
-                    "the run stopped at iteration {k} (a checkpoint was written; `mixpg resume` \
-                     continues once the cause is fixed)"
-                )));
+                return Err(self.stop_on_failure(e, k, wall, last_row));
             }
             self.core.k += 1;
             bar.tick(self.core.k);
         }
         bar.finish();
         Ok(())
+    }
+
+    /// An environment or model that failed at iteration `k` (e.g. raised in Python): keep what
+    /// the run has learnt in a final row and checkpoint, and return the failure saying so.
+    fn stop_on_failure(
+        &mut self,
+        e: anyhow::Error,
+        k: u64,
+        wall: f64,
+        last_row: Option<u64>,
+    ) -> anyhow::Error {
+        let saved = (|| {
+            if last_row != Some(k) {
+                self.write_row(k, wall, None)?;
+            }
+            self.save_checkpoint(wall)
+        })();
+        match saved {
+            Ok(()) => e.context(format!(
+                "the run stopped at iteration {k} (a checkpoint was written; `mixpg resume` \
+                 continues once the cause is fixed)"
+            )),
+            Err(s) => e.context(format!(
+                "the run stopped at iteration {k}, and its final checkpoint failed too: {s:#}"
+            )),
+        }
     }
 
     /// Checkpoint boundary: reset the actor environment from a derived seed and drop the

@@ -2,6 +2,7 @@
 //! Python package (python/mixpg). Long calls release the GIL; arrays are handed to numpy
 //! without copying; the objects that cross process boundaries pickle.
 
+mod pytask;
 mod roles;
 
 use std::path::PathBuf;
@@ -448,6 +449,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(analyze_bias, m)?)?;
     m.add_function(wrap_pyfunction!(tasks, m)?)?;
     m.add_function(wrap_pyfunction!(task_info, m)?)?;
+    m.add_function(wrap_pyfunction!(pytask::train_python_task, m)?)?;
+    m.add_function(wrap_pyfunction!(pytask::resume_python_task, m)?)?;
+    m.add_function(wrap_pyfunction!(pytask::generic_config, m)?)?;
+    m.add_function(wrap_pyfunction!(pytask::resolve_config, m)?)?;
     m.add_class::<Policy>()?;
     m.add_class::<VecEnv>()?;
     m.add_class::<roles::Optimizer>()?;
