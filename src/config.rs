@@ -262,6 +262,10 @@ pub struct TrainConfig {
     /// setting.
     #[serde(default = "d_threads")]
     pub threads: usize,
+    /// Also write every progress row (and the config) as a TensorBoard event file in the run
+    /// directory (`tensorboard --logdir RUN`); see `docs/usage.md` for the tags.
+    #[serde(default = "d_true")]
+    pub tensorboard: bool,
 }
 
 /// Execution mode.

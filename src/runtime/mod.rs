@@ -8,10 +8,12 @@ mod core;
 pub mod evaluator;
 mod metrics;
 pub mod progress;
+mod protobuf;
 pub mod roles;
 pub mod rundir;
 mod seeds;
 pub mod serial;
+pub mod tensorboard;
 
 pub mod saved_policy;
 
