@@ -3,7 +3,7 @@
 A thin layer over the Rust library (the ``mixpg._native`` extension): train a run as
 ``mixpg train`` does, run an experiment grid as ``mixpg bench`` does, write a report as
 ``mixpg report`` does, measure Theorem 2 as ``mixpg analyze-bias`` does, read a run's progress,
-load its policy as a numpy callable, and use the tasks as Gymnasium environments
+load its policy as a numpy callable, export it as ``mixpg export`` does, and use the tasks as Gymnasium environments
 (``import mixpg`` registers ``mixpg/PathTracking-v0`` and ``mixpg/InvertedPendulum-v0``).
 :mod:`mixpg.ray` runs the asynchronous architecture on Ray (``python -m mixpg.ray``).
 """
@@ -27,6 +27,7 @@ __all__ = [
     "VecEnv",
     "analyze_bias",
     "bench",
+    "export",
     "load_policy",
     "read_progress",
     "report",
@@ -166,6 +167,13 @@ def read_progress(run_dir: PathLike) -> dict[str, np.ndarray]:
         name: np.array([float(r[j]) if r[j] != "" else math.nan for r in rows], dtype=np.float64)
         for j, name in enumerate(header)
     }
+
+
+def export(run: PathLike, out: PathLike, format: str = "onnx") -> Path:
+    """Write the deterministic policy of ``run``'s newest checkpoint to ``out`` as ``mixpg
+    export`` does: ``format`` is ``"onnx"`` (input ``obs`` ``(N, obs_dim)``, output ``action``
+    ``(N, act_dim)``), ``"c"`` (one C99 file) or ``"rust"`` (one Rust file); returns ``out``."""
+    return Path(_native.export(os.fspath(run), os.fspath(out), format))
 
 
 def load_policy(run_dir: PathLike) -> Policy:

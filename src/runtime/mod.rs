@@ -6,6 +6,7 @@ pub mod asynchronous;
 pub mod bench;
 mod core;
 pub mod evaluator;
+pub mod export;
 mod metrics;
 pub mod progress;
 mod protobuf;

@@ -18,6 +18,7 @@ use mixpg::env::vector::AutoResetEnv;
 use mixpg::env::{StepOut, TASKS, canonical_task, task_spec};
 use mixpg::grid::{GridOptions, Preset, RunStatus, run_grid};
 use mixpg::runtime::SavedPolicy;
+use mixpg::runtime::export::ExportFormat;
 
 /// What `__reduce__` returns: a callable and its arguments.
 type Reduced<'py, Args> = (Bound<'py, PyAny>, Args);
@@ -207,6 +208,17 @@ fn run_bench<'py>(
         )));
     }
     Ok(runs)
+}
+
+/// Write the policy of the newest checkpoint of `run` to `out` as `mixpg export` does
+/// (`format`: `onnx`, `c` or `rust`); returns `out`.
+#[pyfunction]
+fn export(py: Python<'_>, run: PathBuf, out: PathBuf, format: &str) -> PyResult<PathBuf> {
+    let format =
+        ExportFormat::parse(format).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+    py.detach(|| mixpg::runtime::export::export(&run, format, &out))
+        .map_err(runtime_err)?;
+    Ok(out)
 }
 
 /// The registered task names, snake case (kebab case and `inverted-pendulum` are accepted too).
@@ -449,6 +461,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_bench, m)?)?;
     m.add_function(wrap_pyfunction!(report, m)?)?;
     m.add_function(wrap_pyfunction!(analyze_bias, m)?)?;
+    m.add_function(wrap_pyfunction!(export, m)?)?;
     m.add_function(wrap_pyfunction!(tasks, m)?)?;
     m.add_function(wrap_pyfunction!(task_info, m)?)?;
     m.add_class::<Policy>()?;
