@@ -99,6 +99,18 @@ impl AlgoName {
         }
     }
 
+    /// Whether the policy loss rolls the prior model out for `algo.horizon` steps (MPG,
+    /// n-step ADP).
+    pub fn uses_model_rollout(self) -> bool {
+        matches!(self, Self::MpgV1 | Self::MpgV2 | Self::Nadp)
+    }
+
+    /// Whether the critic learns from `algo.n_step`-step targets (MPG-v1, n-step DPG, n-step
+    /// ADP).
+    pub fn uses_n_step(self) -> bool {
+        matches!(self, Self::MpgV1 | Self::Ndpg | Self::Nadp)
+    }
+
     /// The algorithm named `name`, in snake case (`mpg_v2`) or kebab case (`mpg-v2`).
     pub fn parse(name: &str) -> Option<AlgoName> {
         let snake = name.trim().replace('-', "_");
@@ -266,6 +278,11 @@ pub struct TrainConfig {
     /// directory (`tensorboard --logdir RUN`); see `docs/usage.md` for the tags.
     #[serde(default = "d_true")]
     pub tensorboard: bool,
+    /// Start the run even when its estimated memory exceeds the memory available (`mixpg
+    /// train --force` sets it); the episode-length bounds of `algo.horizon` and
+    /// `algo.n_step` are checked regardless.
+    #[serde(default)]
+    pub skip_memory_check: bool,
 }
 
 /// Execution mode.

@@ -149,6 +149,10 @@ pub struct TrainArgs {
     /// Override a config value, e.g. --set algo.gamma=0.99 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Start even if the run's estimated memory exceeds the memory available (sets
+    /// train.skip_memory_check = true, kept for `mixpg resume`).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `mixpg bench-throughput`.
@@ -193,9 +197,14 @@ pub struct ConfigArgs {
 }
 
 impl TrainArgs {
-    /// The config with the file, `--set`, `--seed` and `--iterations` applied, in that order.
+    /// The config with the file, `--set`, `--force`, `--seed` and `--iterations` applied, in
+    /// that order.
     pub fn resolve(&self) -> Result<Config> {
-        Config::load_for_run(&self.config, &self.set, self.seed, self.iterations)
+        let mut sets = self.set.clone();
+        if self.force {
+            sets.push("train.skip_memory_check=true".to_string());
+        }
+        Config::load_for_run(&self.config, &sets, self.seed, self.iterations)
     }
 }
 

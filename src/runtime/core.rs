@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use super::evaluator::{EvalResult, evaluate};
+use super::limits::check_run;
 use super::metrics::{Accum, NonFinite};
 use super::progress::{ProgressLog, Row};
 use super::rundir::{RunLock, init_run_dir, load_latest_checkpoint, prune_checkpoints};
@@ -83,6 +84,7 @@ impl RunCore {
 
     /// A new run in `out` (which must not already hold a run), locked.
     pub(super) fn create(cfg: Config, out: &Path) -> Result<Self> {
+        check_run(&cfg)?;
         init_run_dir(&cfg, out)?;
         let lock = RunLock::acquire(out)?;
         let mut core = Self::build(cfg, out)?;
@@ -99,6 +101,7 @@ impl RunCore {
     /// returned for the trainer's own state.
     pub(super) fn resume(run: &Path) -> Result<(Self, Checkpoint)> {
         let cfg = Config::load(&run.join("config.toml"), &[])?;
+        check_run(&cfg)?;
         let lock = RunLock::acquire(run)?;
         let (_, ck) = load_latest_checkpoint(run)?
             .with_context(|| format!("{} has no checkpoint to resume from", run.display()))?;

@@ -7,6 +7,7 @@ pub mod bench;
 mod core;
 pub mod evaluator;
 pub mod export;
+pub mod limits;
 mod metrics;
 pub mod progress;
 mod protobuf;

@@ -170,6 +170,7 @@ fn run_bench<'py>(
         set: overrides,
         configs,
         no_report: !report,
+        force: false,
     };
     let summary = py.detach(|| run_grid(&options)).map_err(runtime_err)?;
     let runs = PyList::empty(py);
