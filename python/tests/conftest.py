@@ -107,7 +107,10 @@ def check_tensorboard(run: Path) -> None:
         atol = 1e-3 if column == "wall_s" else 0.0
         np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6, atol=atol,
                                    err_msg=tag)
-    [config] = acc.Tensors("config")
-    text = config.tensor_proto.string_val[0].decode()
+    # The config of each session at the step it started from; the last is the run's now.
+    configs = acc.Tensors("config")
+    config_steps = [c.step for c in configs]
+    assert config_steps == sorted(set(config_steps)) and config_steps[0] == 0, config_steps
+    text = configs[-1].tensor_proto.string_val[0].decode()
     assert "".join(line[4:] + "\n" for line in text.splitlines()) == (
         run / "config.toml").read_text()

@@ -8,7 +8,8 @@
 //! resume) writes a file of its own, `events.out.tfevents.<unix seconds>.<session>.mixpg`, and
 //! TensorBoard merges the files of a directory in name order. A resume first cuts the earlier
 //! files to the steps `≤` the checkpoint's iteration (rewritten under a temporary name, then
-//! renamed), as `progress.csv` is cut, so that no step is written twice.
+//! renamed), as `progress.csv` is cut, so that no step is written twice; each session writes
+//! the config at the step it starts from.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -198,7 +199,7 @@ fn config_text(cfg: &Config) -> String {
 }
 
 /// The event files of a run directory, in the order TensorBoard reads them (by name).
-pub fn event_files(run: &Path) -> Result<Vec<PathBuf>> {
+fn event_files(run: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for e in fs::read_dir(run).with_context(|| format!("cannot list {}", run.display()))? {
         let e = e?;
@@ -229,18 +230,14 @@ impl TensorBoardLog {
         Ok(log)
     }
 
-    /// A new event file for a session resumed at iteration `last`, after cutting the earlier
-    /// files to the steps `≤ last`; the config is written again only if no earlier file keeps
-    /// it.
+    /// A new event file for a session resumed at iteration `last`, with the config at that
+    /// step, after cutting the earlier files to the rows `≤ last` (and the configs `< last`).
     pub(crate) fn resume(run: &Path, last: u64, cfg: &Config) -> Result<Self> {
-        let mut has_config = false;
         for path in event_files(run)? {
-            has_config |= cut_after(&path, last)?;
+            cut_after(&path, last)?;
         }
         let mut log = Self::open(run)?;
-        if !has_config {
-            log.append(&text_event(last, CONFIG_TAG, &config_text(cfg)))?;
-        }
+        log.append(&text_event(last, CONFIG_TAG, &config_text(cfg)))?;
         Ok(log)
     }
 
@@ -296,28 +293,24 @@ impl TensorBoardLog {
     }
 }
 
-/// Keep the events of `path` whose step is `≤ last` (and its whole records), rewriting the
-/// file under a temporary name then renaming it when anything goes; returns whether a kept
-/// event holds the config.
-fn cut_after(path: &Path, last: u64) -> Result<bool> {
+/// Keep the events of `path` with a step `≤ last`, except a config at `last` (the resumed
+/// session writes its own), rewriting the file under a temporary name then renaming it when
+/// anything goes (a torn last record too).
+fn cut_after(path: &Path, last: u64) -> Result<()> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let all = records(&bytes);
     let mut kept = Vec::new();
-    let mut has_config = false;
-    let mut whole = 0;
-    for data in &all {
-        whole += data.len() + 16;
+    for data in records(&bytes) {
         let (step, tags) =
             step_and_tags(data).with_context(|| format!("{}: malformed event", path.display()))?;
-        if step <= last {
-            has_config |= tags.contains(&CONFIG_TAG.as_bytes());
+        let config = tags.contains(&CONFIG_TAG.as_bytes());
+        if step < last || (step == last && !config) {
             kept.extend_from_slice(&record(data));
         }
     }
-    if kept.len() != whole || whole != bytes.len() {
+    if kept.len() != bytes.len() {
         write_atomic(path, &kept)?;
     }
-    Ok(has_config)
+    Ok(())
 }
 
 /// An event's step (0 when absent) and the tags of its summary values.
@@ -434,11 +427,17 @@ mod tests {
                 .map(|d| step_and_tags(d).unwrap().0)
                 .collect()
         };
-        // version, config, rows 0..=4; then the new file: version and row 5 (config kept).
+        // version, config, rows 0..=4; then the new file: version, config at 4 and row 5.
         assert_eq!(steps(&files[0]), [0, 0, 0, 1, 2, 3, 4]);
-        let second = records(&fs::read(&files[0]).unwrap())[1].to_vec();
+        assert_eq!(steps(&files[1]), [0, 4, 5]);
+        let second = records(&fs::read(&files[1]).unwrap())[1].to_vec();
         assert_eq!(step_and_tags(&second).unwrap().1, [CONFIG_TAG.as_bytes()]);
-        assert_eq!(steps(&files[1]), [0, 5]);
+        // Resumed at 4 again: the second session's config at 4 goes, its row 5 too.
+        drop(TensorBoardLog::resume(&dir, 4, &cfg).unwrap());
+        let files = event_files(&dir).unwrap();
+        assert_eq!(files.len(), 3);
+        assert_eq!(steps(&files[1]), [0]);
+        assert_eq!(steps(&files[2]), [0, 4]);
         assert!(
             fs::read_dir(&dir)
                 .unwrap()
