@@ -40,7 +40,11 @@ fn observations(p: &SavedPolicy, n: usize) -> Vec<f32> {
     let scale = &p.spec().obs_scale;
     (0..n * scale.len())
         .map(|i| {
-            let spread = if i / scale.len() % 4 == 0 { 30.0 } else { 2.0 };
+            let spread = if (i / scale.len()).is_multiple_of(4) {
+                30.0
+            } else {
+                2.0
+            };
             rng.random_range(-spread..spread) / scale[i % scale.len()]
         })
         .collect()

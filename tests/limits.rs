@@ -1,7 +1,8 @@
 //! Configs that cannot exhaust memory: rollouts longer than an episode and runs whose
 //! estimated memory exceeds what is available are refused within seconds, before anything is
 //! allocated, through the library (`runtime::train`, resume) and the `mixpg` binary; `--force`
-//! (`train.skip_memory_check`) lets a run start anyway; every shipped config passes.
+//! on `train` and `bench` (`train.skip_memory_check`) lets a run start anyway; every shipped
+//! config passes.
 
 mod common;
 
@@ -186,31 +187,62 @@ fn resume_checks_the_config_again() {
 }
 
 #[test]
-fn the_binary_refuses_within_seconds_and_force_is_a_flag() {
+fn the_binary_refuses_each_input_within_seconds() {
     let dir = common::tempdir("limits-cli");
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_mixpg"))
-        .args(["train", "--config", MPG_V1, "--out"])
-        .arg(dir.join("run"))
-        .args(["--set", "algo.horizon=100000"])
-        .output()
-        .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("exceeds the task's episode length 200"),
-        "{stderr}"
-    );
-    // --force reaches the config.
+    for (set, says) in [
+        (
+            "algo.horizon=100000",
+            "exceeds the task's episode length 200",
+        ),
+        (
+            "algo.buffer_capacity=1000000000000",
+            "algo.buffer_capacity = 1000000000000",
+        ),
+        (
+            "network.hidden=[100000,100000]",
+            "network.hidden = [100000, 100000]",
+        ),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_mixpg"))
+            .args(["train", "--config", MPG_V1, "--out"])
+            .arg(dir.join("run"))
+            .args(["--set", set])
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "{set}");
+        assert!(!out.status.success(), "{set}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let memory = !set.starts_with("algo.horizon");
+        if !memory || available_memory().is_some() {
+            assert!(stderr.contains(says), "{stderr}");
+        }
+        assert!(!dir.join("run").exists());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn force_on_train_and_bench_sets_the_config_key() {
     let args = mixpg::cli::TrainArgs {
         config: MPG_V1.into(),
-        out: dir.join("run"),
+        out: "unused".into(),
         seed: None,
         iterations: None,
         set: vec![],
         force: true,
     };
     assert!(args.resolve().unwrap().train.skip_memory_check);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let args = mixpg::cli::TrainArgs {
+        force: false,
+        ..args
+    };
+    assert!(!args.resolve().unwrap().train.skip_memory_check);
+
+    let mut bench = mixpg::cli::bench::BenchArgs::new("path_tracking", &["td3"], "unused".as_ref());
+    let plan = bench.plan().unwrap();
+    assert!(!plan.runs[0].cfg.train.skip_memory_check);
+    bench.force = true;
+    let plan = bench.plan().unwrap();
+    assert!(plan.runs[0].cfg.train.skip_memory_check);
 }

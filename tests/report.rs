@@ -417,7 +417,7 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
         format!(
             "[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nrollout_gradient = \"{reading}\"\n\n[train]\nseed = {seed}\nlog_interval = {}\ntensorboard = {}\nskip_memory_check = {}\n",
             seed + 1,
-            seed % 2 == 0,
+            seed.is_multiple_of(2),
             seed == 3
         )
     };

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{PolicyGraph, float_list};
+use super::{PolicyGraph, buffers, float_list};
 
 /// The C source.
 pub(super) fn source(g: &PolicyGraph) -> String {
@@ -71,7 +71,7 @@ void mixpg_policy(const float *obs, float *act) {
     s.push_str("    for (i = 0; i < MIXPG_OBS_DIM; i++) {\n        a[i] = obs[i] * mixpg_obs_scale[i];\n    }\n");
     let last = g.layers.len() - 1;
     for (l, layer) in g.layers.iter().enumerate() {
-        let (from, to) = if l % 2 == 0 { ("a", "b") } else { ("b", "a") };
+        let (from, to) = buffers(l);
         let _ = writeln!(
             s,
             "    mixpg_dense({from}, mixpg_w{l}, mixpg_b{l}, {to}, {}, {}, {});",
@@ -80,7 +80,7 @@ void mixpg_policy(const float *obs, float *act) {
             i32::from(l < last)
         );
     }
-    let out = if last % 2 == 0 { "b" } else { "a" };
+    let out = buffers(last).1;
     let squash = if g.squash {
         format!("mixpg_action_high[i] * mixpg_tanh({out}[i])")
     } else {

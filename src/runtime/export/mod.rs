@@ -171,6 +171,16 @@ pub fn export(run: &Path, format: ExportFormat, out: &Path) -> Result<()> {
     write_atomic(out, &bytes)
 }
 
+/// The two stack buffers `a` and `b` that layer `l` reads and writes, in turn (the input is
+/// scaled into `a`).
+fn buffers(l: usize) -> (&'static str, &'static str) {
+    if l.is_multiple_of(2) {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    }
+}
+
 /// `values` as a comma-separated list of literals that read back as the same `f32`s (the
 /// shortest round-trip decimal, `suffix` appended), `per_line` to a line.
 fn float_list(values: &[f32], suffix: &str, per_line: usize) -> String {

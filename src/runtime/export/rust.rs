@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{PolicyGraph, float_list};
+use super::{PolicyGraph, buffers, float_list};
 
 /// The Rust source.
 pub(super) fn source(g: &PolicyGraph) -> String {
@@ -63,7 +63,7 @@ pub fn mixpg_policy(obs: &[f32; OBS], act: &mut [f32; ACT]) {{
     );
     let last = g.layers.len() - 1;
     for (l, layer) in g.layers.iter().enumerate() {
-        let (from, to) = if l % 2 == 0 { ("a", "b") } else { ("b", "a") };
+        let (from, to) = buffers(l);
         let _ = writeln!(
             s,
             "    dense(&{from}[..{}], &W{l}, &B{l}, &mut {to}[..{}], {});",
@@ -72,7 +72,7 @@ pub fn mixpg_policy(obs: &[f32; OBS], act: &mut [f32; ACT]) {{
             l < last
         );
     }
-    let out = if last % 2 == 0 { "b" } else { "a" };
+    let out = buffers(last).1;
     let value = if g.squash {
         format!("ACTION_HIGH[i] * {out}[i].tanh()")
     } else {
