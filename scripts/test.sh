@@ -8,12 +8,13 @@ scripts/install-deps.sh
 # reuses the compiled dependencies (crates/mixpg-py has no Rust tests of its own).
 cargo test --release --workspace --features mixpg/mujoco
 
-# Python: a local venv with the build and test tools from PyPI (and Ray for mixpg.ray), the package built from this
+# Python: a local venv with the build and test tools from PyPI (Ray for mixpg.ray; TensorBoard
+# and onnxruntime only to read back what mixpg writes), the package built from this
 # repository (a release wheel sharing target/ with the Rust build), then pytest.
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "maturin>=1.9,<2" "pytest>=7" "numpy>=1.22" "gymnasium>=1.0,<2" \
-    "ray==2.60.0"
+    "ray==2.60.0" "tensorboard>=2.14" "onnxruntime>=1.17"
 .venv/bin/python -m pip install -q --no-build-isolation .
 MIXPG_CLI="$PWD/target/release/mixpg" .venv/bin/python -m pytest python/tests

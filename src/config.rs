@@ -308,6 +308,15 @@ pub struct TrainConfig {
     /// setting.
     #[serde(default = "d_threads")]
     pub threads: usize,
+    /// Also write every progress row (and the config) as a TensorBoard event file in the run
+    /// directory (`tensorboard --logdir RUN`); see `docs/usage.md` for the tags.
+    #[serde(default = "d_true")]
+    pub tensorboard: bool,
+    /// Start the run even when its estimated memory exceeds the memory available (`mixpg
+    /// train --force` sets it); the episode-length bounds of `algo.horizon` and
+    /// `algo.n_step` are checked regardless.
+    #[serde(default)]
+    pub skip_memory_check: bool,
 }
 
 /// Execution mode.

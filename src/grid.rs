@@ -140,6 +140,10 @@ pub struct GridOptions {
     /// Do not write OUT/report/ at the end.
     #[arg(long)]
     pub no_report: bool,
+    /// Start runs whose estimated memory exceeds the memory available (sets
+    /// train.skip_memory_check = true).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// One planned run of the grid.
@@ -308,6 +312,7 @@ impl GridOptions {
             set: Vec::new(),
             configs: PathBuf::from("configs"),
             no_report: false,
+            force: false,
         }
     }
 
@@ -410,6 +415,9 @@ impl GridOptions {
             sets.extend(p.sets.iter().cloned());
         }
         sets.extend(self.set.iter().cloned());
+        if self.force {
+            sets.push("train.skip_memory_check=true".to_string());
+        }
         sets.push(format!("train.seed={seed}"));
         if let Some(n) = self.iterations {
             sets.push(format!("train.iterations={n}"));

@@ -79,6 +79,12 @@ impl HostBatch {
     }
 }
 
+/// The `f32` values a buffer stores per transition: `s`, `a`, `r`, `s'`, `terminated` and
+/// `truncated`.
+pub const fn floats_per_transition(obs_dim: usize, act_dim: usize) -> usize {
+    2 * obs_dim + act_dim + 3
+}
+
 /// Ring buffer of `(s, a, r, s', terminated, truncated)` with O(1) insert and uniform sampling.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayBuffer {

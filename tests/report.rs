@@ -410,12 +410,15 @@ fn config_wins_over_path_with_warning() {
 
 #[test]
 fn runs_differing_in_a_config_key_become_labelled_rows() {
+    // Bookkeeping keys (log interval, TensorBoard, the memory check) differ too: no variant.
     let root = scratch("variants");
     let pt = "path_tracking";
     let cfg = |reading: &str, seed: u32| {
         format!(
-            "[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nrollout_gradient = \"{reading}\"\n\n[train]\nseed = {seed}\nlog_interval = {}\n",
-            seed + 1
+            "[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nrollout_gradient = \"{reading}\"\n\n[train]\nseed = {seed}\nlog_interval = {}\ntensorboard = {}\nskip_memory_check = {}\n",
+            seed + 1,
+            seed.is_multiple_of(2),
+            seed == 3
         )
     };
     let curves = [

@@ -3,9 +3,10 @@
 A thin layer over the Rust library (the ``mixpg._native`` extension): train a run as
 ``mixpg train`` does, run an experiment grid as ``mixpg bench`` does, write a report as
 ``mixpg report`` does, measure Theorem 2 as ``mixpg analyze-bias`` does, read a run's progress,
-load its policy as a numpy callable, and use the tasks as Gymnasium environments
-(``import mixpg`` registers ``mixpg/PathTracking-v0`` and ``mixpg/InvertedPendulum-v0``); and
-train on any Gymnasium environment, with a prior model of your own (:mod:`mixpg.user_tasks`).
+load its policy as a numpy callable, export it as ``mixpg export`` does, and use the tasks as
+Gymnasium environments (``import mixpg`` registers ``mixpg/PathTracking-v0`` and
+``mixpg/InvertedPendulum-v0``); and train on any Gymnasium environment, with a prior model of
+your own (:mod:`mixpg.user_tasks`).
 :mod:`mixpg.ray` runs the asynchronous architecture on Ray (``python -m mixpg.ray``).
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "analyze_bias",
     "bench",
     "check_model",
+    "export",
     "load_policy",
     "read_progress",
     "report",
@@ -217,6 +219,13 @@ def read_progress(run_dir: PathLike) -> dict[str, np.ndarray]:
         name: np.array([float(r[j]) if r[j] != "" else math.nan for r in rows], dtype=np.float64)
         for j, name in enumerate(header)
     }
+
+
+def export(run: PathLike, out: PathLike, format: str = "onnx") -> Path:
+    """Write the deterministic policy of ``run``'s newest checkpoint to ``out`` as ``mixpg
+    export`` does: ``format`` is ``"onnx"`` (input ``obs`` ``(N, obs_dim)``, output ``action``
+    ``(N, act_dim)``), ``"c"`` (one C99 file) or ``"rust"`` (one Rust file); returns ``out``."""
+    return Path(_native.export(os.fspath(run), os.fspath(out), format))
 
 
 def load_policy(run_dir: PathLike) -> Policy:

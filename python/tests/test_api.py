@@ -180,3 +180,14 @@ def test_report_and_analyze_bias_match_the_cli(tmp_path, cli, small_config):
         mixpg.analyze_bias(run, states=0)
     with pytest.raises(RuntimeError, match="no checkpoint|does not exist|cannot"):
         mixpg.analyze_bias(tmp_path / "nope")
+
+
+def test_a_config_that_cannot_fit_in_memory_is_refused_before_it_starts(tmp_path, small_config):
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="algo.buffer_capacity = 1000000000000"):
+        mixpg.train(small_config, tmp_path / "run",
+                    overrides={"algo.buffer_capacity": 1_000_000_000_000})
+    with pytest.raises(RuntimeError, match="algo.horizon = 51 exceeds the task's episode length 50"):
+        mixpg.train(small_config, tmp_path / "run", overrides={"algo.horizon": 51})
+    assert time.monotonic() - start < 5
+    assert not (tmp_path / "run").exists()

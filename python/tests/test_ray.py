@@ -1,6 +1,7 @@
 """The Ray runtime (``mixpg.ray``): a local run learns path tracking, a two-node cluster with
 the learners pinned to the second node, a killed learner restarted by Ray, and checkpoints
-moving between Ray and the CLI's thread runtime in both directions."""
+moving between Ray and the CLI's thread runtime in both directions (with their TensorBoard
+event files)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import check_tensorboard
 
 ray = pytest.importorskip("ray")
 
@@ -285,6 +287,9 @@ def test_ray_checkpoint_resumes_with_the_cli_and_back(local_ray, path_config, tm
     assert s["iterations"] == 200
     its = iterations(run)
     assert its[-1] == 800 and its == sorted(set(its)), its
+    # Three sessions (Ray, threads, Ray), each its own event file, hold progress.csv.
+    assert len(list(run.glob("events.out.tfevents.*"))) == 3
+    check_tensorboard(run)
 
 
 def test_a_cli_async_run_resumes_on_ray(local_ray, path_config, tmp_path, cli):

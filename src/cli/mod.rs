@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::algo::{Agent, Nets};
 use crate::config::{Config, Mode};
 use crate::env::{StepOut, check_env, lookup, registered};
+use crate::runtime::export::{ExportFormat, export};
 use crate::runtime::rundir::load_latest_checkpoint;
 use crate::runtime::{AsyncTrainer, Trainer, evaluate};
 use rand::{Rng, SeedableRng};
@@ -58,6 +59,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write Table I and the figures from a runs directory.
     Report(bench::ReportArgs),
+    /// Export a run's deterministic policy for a controller: an ONNX model, one C99 file or one
+    /// Rust file (observation in, action in the task's units out, scaling and clipping
+    /// included).
+    Export(ExportArgs),
     /// Theorem 2 measured: at every checkpoint of a run, the relative bias of the data-driven
     /// and the model-driven PGs (per horizon) against a reference PG through the exact model;
     /// writes `bias.csv` and `bias.png`.
@@ -84,6 +89,20 @@ pub struct EvalArgs {
     /// Seed of the evaluation episodes' initial states.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// Arguments of `mixpg export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The run directory (its newest checkpoint is exported).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// `onnx`, `c` (C99) or `rust`.
+    #[arg(long, value_parser = ExportFormat::parse)]
+    pub format: ExportFormat,
+    /// The file to write (its directory must exist).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// A fixed policy for `mixpg rollout`.
@@ -130,6 +149,10 @@ pub struct TrainArgs {
     /// Override a config value, e.g. --set algo.gamma=0.99 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Start even if the run's estimated memory exceeds the memory available (sets
+    /// train.skip_memory_check = true, kept for `mixpg resume`).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `mixpg bench-throughput`.
@@ -174,9 +197,14 @@ pub struct ConfigArgs {
 }
 
 impl TrainArgs {
-    /// The config with the file, `--set`, `--seed` and `--iterations` applied, in that order.
+    /// The config with the file, `--set`, `--force`, `--seed` and `--iterations` applied, in
+    /// that order.
     pub fn resolve(&self) -> Result<Config> {
-        Config::load_for_run(&self.config, &self.set, self.seed, self.iterations)
+        let mut sets = self.set.clone();
+        if self.force {
+            sets.push("train.skip_memory_check=true".to_string());
+        }
+        Config::load_for_run(&self.config, &sets, self.seed, self.iterations)
     }
 }
 
@@ -269,6 +297,15 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::run_grid(&args)?.check(),
         Command::Report(args) => bench::report(&args).map(|_| ()),
+        Command::Export(args) => {
+            export(&args.run, args.format, &args.out)?;
+            eprintln!(
+                "policy of {} written to {}",
+                args.run.display(),
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::AnalyzeBias(args) => bias::run(&args).map(|_| ()),
     }
 }

@@ -432,11 +432,13 @@ fn flatten_config(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, 
 }
 
 /// Config keys that differ between runs without making them different experiments.
-const NOT_A_VARIANT: [&str; 4] = [
+const NOT_A_VARIANT: [&str; 6] = [
     "train.seed",
     "train.checkpoint_interval",
     "train.keep_checkpoints",
     "train.log_interval",
+    "train.tensorboard",
+    "train.skip_memory_check",
 ];
 
 /// The variant label of each run of one algorithm: the config keys that differ between the

@@ -1,6 +1,6 @@
 //! [`RunCore`]: what the serial and the asynchronous trainer share: the run directory and its
 //! lock, the agent, the counters, evaluation, progress rows, the schedule of iteration `k` and
-//! the common part of checkpoints.
+//! the common part of checkpoints, and the TensorBoard event file beside `progress.csv`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,12 +12,14 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use super::evaluator::{EvalResult, evaluate};
+use super::limits::check_run;
 use super::metrics::{Accum, NonFinite};
 use super::progress::{ProgressLog, Row};
 use super::rundir::{
     RunLock, init_run_dir, load_latest_checkpoint, prune_checkpoints, read_task_spec,
 };
 use super::seeds::{STREAM_EVAL, STREAM_INIT, derive_seed};
+use super::tensorboard::TensorBoardLog;
 use crate::algo::{Agent, Nets};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
@@ -37,6 +39,8 @@ pub(super) struct RunCore {
     pub(super) acc: Accum,
     pub(super) nonfinite: NonFinite,
     log: Option<ProgressLog>,
+    /// The session's TensorBoard event file (`train.tensorboard`).
+    events: Option<TensorBoardLog>,
     /// The run was just resumed: iteration `k`'s row and checkpoint exist already.
     pub(super) resumed: bool,
     pub(super) quiet: bool,
@@ -70,6 +74,7 @@ impl RunCore {
             acc: Accum::default(),
             nonfinite: NonFinite::default(),
             log: None,
+            events: None,
             resumed: false,
             quiet: false,
             time_limit: None,
@@ -83,11 +88,15 @@ impl RunCore {
     /// A new run of `task` in `out` (which must not already hold a run), locked.
     pub(super) fn create(cfg: Config, task: Task, out: &Path) -> Result<Self> {
         super::check_task(&cfg, &task)?;
+        check_run(&cfg, &task)?;
         init_run_dir(&cfg, task.spec(), out)?;
         let lock = RunLock::acquire(out)?;
         let mut core = Self::build(cfg, task, out)?;
         core.lock = Some(lock);
         core.log = Some(ProgressLog::create(&out.join("progress.csv"))?);
+        if core.cfg.train.tensorboard {
+            core.events = Some(TensorBoardLog::create(out, &core.cfg)?);
+        }
         Ok(core)
     }
 
@@ -98,6 +107,7 @@ impl RunCore {
         let cfg = Config::load(&run.join("config.toml"), &[])?;
         check_same_task(run, &task)?;
         super::check_task(&cfg, &task)?;
+        check_run(&cfg, &task)?;
         let lock = RunLock::acquire(run)?;
         let (_, ck) = load_latest_checkpoint(run)?
             .with_context(|| format!("{} has no checkpoint to resume from", run.display()))?;
@@ -113,6 +123,9 @@ impl RunCore {
             &run.join("progress.csv"),
             core.k,
         )?);
+        if core.cfg.train.tensorboard {
+            core.events = Some(TensorBoardLog::resume(run, core.k, &core.cfg)?);
+        }
         core.resumed = true;
         Ok((core, ck))
     }
@@ -172,7 +185,11 @@ impl RunCore {
         self.log
             .as_mut()
             .expect("the log is open while running")
-            .write(&row)
+            .write(&row)?;
+        if let Some(events) = &mut self.events {
+            events.write(&row)?;
+        }
+        Ok(())
     }
 
     /// A checkpoint holding the agent, the counters and the means (the common part).
@@ -195,6 +212,9 @@ impl RunCore {
             .as_ref()
             .expect("the log is open while running")
             .sync()?;
+        if let Some(events) = &self.events {
+            events.sync()?;
+        }
         let dir = self.out.join("checkpoints");
         ck.save(&dir.join(format!("ckpt-{:09}", self.k)))?;
         prune_checkpoints(&dir, self.cfg.train.keep_checkpoints)

@@ -6,12 +6,16 @@ pub mod asynchronous;
 pub mod bench;
 mod core;
 pub mod evaluator;
+pub mod export;
+pub mod limits;
 mod metrics;
 pub mod progress;
+mod protobuf;
 pub mod roles;
 pub mod rundir;
 mod seeds;
 pub mod serial;
+pub mod tensorboard;
 
 pub mod saved_policy;
 

@@ -19,6 +19,7 @@ use mixpg::env::vector::AutoResetEnv;
 use mixpg::env::{StepOut, lookup, registered};
 use mixpg::grid::{GridOptions, Preset, RunStatus, run_grid};
 use mixpg::runtime::SavedPolicy;
+use mixpg::runtime::export::ExportFormat;
 
 /// What `__reduce__` returns: a callable and its arguments.
 type Reduced<'py, Args> = (Bound<'py, PyAny>, Args);
@@ -170,6 +171,7 @@ fn run_bench<'py>(
         set: overrides,
         configs,
         no_report: !report,
+        force: false,
     };
     let summary = py.detach(|| run_grid(&options)).map_err(runtime_err)?;
     let runs = PyList::empty(py);
@@ -208,6 +210,17 @@ fn run_bench<'py>(
         )));
     }
     Ok(runs)
+}
+
+/// Write the policy of the newest checkpoint of `run` to `out` as `mixpg export` does
+/// (`format`: `onnx`, `c` or `rust`); returns `out`.
+#[pyfunction]
+fn export(py: Python<'_>, run: PathBuf, out: PathBuf, format: &str) -> PyResult<PathBuf> {
+    let format =
+        ExportFormat::parse(format).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+    py.detach(|| mixpg::runtime::export::export(&run, format, &out))
+        .map_err(runtime_err)?;
+    Ok(out)
 }
 
 /// The registered task names, snake case (kebab case and `inverted-pendulum` are accepted too).
@@ -447,6 +460,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_bench, m)?)?;
     m.add_function(wrap_pyfunction!(report, m)?)?;
     m.add_function(wrap_pyfunction!(analyze_bias, m)?)?;
+    m.add_function(wrap_pyfunction!(export, m)?)?;
     m.add_function(wrap_pyfunction!(tasks, m)?)?;
     m.add_function(wrap_pyfunction!(task_info, m)?)?;
     m.add_function(wrap_pyfunction!(pytask::train_python_task, m)?)?;

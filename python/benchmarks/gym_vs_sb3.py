@@ -1,0 +1,247 @@
+"""mixpg against Stable-Baselines3 on Gymnasium tasks nobody here wrote, side by side in one run,
+one thread each (SB3's torch and mixpg's learning core).
+
+    python python/benchmarks/gym_vs_sb3.py [--seeds 3] [--only pendulum,mpg,cheetah] [--out DIR]
+
+Needs stable-baselines3, torch and gymnasium[mujoco] next to mixpg (a benchmark venv; none of
+them is a dependency of mixpg). Four parts:
+
+1. ``Pendulum-v1``, 20 000 env steps, TD3 and SAC at RL Zoo's settings: the final policy's return
+   (10 deterministic episodes, the same seeds for both) and the training wall-clock.
+2. ``Pendulum-v1`` with a deliberately mismatched prior model written in Python
+   (``examples/pendulum_model.py``: mass +15 %, length −10 %): the env steps mixpg's MPG-v2 and
+   TD3 need to reach −200 (evaluated every 1000 steps).
+3. MuJoCo ``HalfCheetah-v5``, TD3 at RL Zoo's settings, 50 000 env steps: return and wall-clock.
+4. mixpg's cost per iteration: the environment's own step (in Python), the crossing between
+   Rust and Python, and the update (from ``progress.csv``).
+
+Training time excludes evaluation: mixpg evaluates only at its first and last iteration (a few
+hundred env steps, counted), SB3 not at all; both final policies are evaluated afterwards by the
+same loop. The script prints one table per part with medians and the ratio, and the line
+``gym_vs_sb3: done``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import mixpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from pendulum_model import PendulumModel  # noqa: E402
+
+EVAL_EPISODES = 10
+
+
+def evaluate(policy, env_id: str, seed: int) -> float:
+    """Mean return of ``policy(obs_batch) -> actions`` over 10 deterministic episodes."""
+    env = gym.make(env_id)
+    returns = []
+    for i in range(EVAL_EPISODES):
+        obs, _ = env.reset(seed=10_000 * seed + i)
+        total, done = 0.0, False
+        while not done:
+            a = policy(np.asarray(obs, dtype=np.float32)[None])[0]
+            obs, r, term, trunc, _ = env.step(a)
+            total += r
+            done = term or trunc
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+class TimedStep(gym.Wrapper):
+    """Counts the time spent inside the wrapped environment's ``step``."""
+
+    seconds = 0.0
+
+    def step(self, action):
+        t = time.perf_counter()
+        out = super().step(action)
+        TimedStep.seconds += time.perf_counter() - t
+        return out
+
+
+# RL Zoo (rl-baselines3-zoo, hyperparams/td3.yml and sac.yml) settings, and the same in mixpg's
+# keys. SB3's learning_starts acts uniformly at random; mixpg's warm-up acts with the initial
+# policy and its exploration noise.
+ZOO = {
+    ("td3", "Pendulum-v1"): dict(
+        sb3=dict(gamma=0.98, buffer_size=200_000, learning_starts=10_000, learning_rate=1e-3,
+                 batch_size=256, train_freq=1, gradient_steps=1, noise_std=0.1,
+                 policy_kwargs=dict(net_arch=[400, 300])),
+        mixpg={"algo.gamma": 0.98, "algo.buffer_capacity": 200_000, "algo.warmup_samples": 10_000,
+               "algo.explore_noise": 0.1, "network.hidden": [400, 300]},
+    ),
+    ("sac", "Pendulum-v1"): dict(
+        sb3=dict(learning_rate=1e-3),
+        mixpg={"algo.q_lr": "{ initial = 1e-3, final_lr = 1e-3, steps = 1 }",
+               "algo.policy_lr": "{ initial = 1e-3, final_lr = 1e-3, steps = 1 }",
+               "algo.warmup_samples": 100},
+    ),
+    ("td3", "HalfCheetah-v5"): dict(
+        sb3=dict(learning_starts=10_000, learning_rate=1e-3, batch_size=256, train_freq=1,
+                 gradient_steps=1, noise_std=0.1, policy_kwargs=dict(net_arch=[400, 300])),
+        mixpg={"algo.warmup_samples": 10_000, "algo.explore_noise": 0.1,
+               "network.hidden": [400, 300]},
+    ),
+}
+
+
+def run_mixpg(algo: str, env_id: str, steps: int, seed: int, out: Path, model=None,
+              overrides: dict | None = None, eval_interval: int | None = None) -> dict:
+    """Train mixpg for ``steps`` env steps (warm-up included); wall-clock, return, cost split."""
+    sets = dict(ZOO.get((algo, env_id), {}).get("mixpg", {}))
+    sets.update(overrides or {})
+    warmup = int(sets.get("algo.warmup_samples", 10_000))
+    iterations = steps - warmup
+    sets.setdefault("train.eval_interval", eval_interval or iterations)
+    sets.setdefault("train.checkpoint_interval", iterations)
+    sets.setdefault("train.log_interval", 100)
+    TimedStep.seconds = 0.0
+    t = time.perf_counter()
+    mixpg.train(algo, out, env=lambda: TimedStep(gym.make(env_id)), model=model, seed=seed,
+                iterations=iterations, overrides=sets)
+    wall = time.perf_counter() - t
+    p = mixpg.read_progress(out)
+    upd = p["update_time_ms"][~np.isnan(p["update_time_ms"])]
+    evals = [(int(k), float(v)) for k, v in zip(p["env_steps"], p["eval_return_mean"]) if not np.isnan(v)]
+    return {
+        "wall_s": wall,
+        "return": evaluate(mixpg.load_policy(out), env_id, seed),
+        "evals": evals,
+        "env_ms": 1e3 * TimedStep.seconds / steps,
+        "update_ms": float(np.mean(upd)),
+        "iter_ms": 1e3 * p["wall_s"][-1] / iterations,
+        "iterations": iterations,
+    }
+
+
+def run_sb3(algo: str, env_id: str, steps: int, seed: int) -> dict:
+    import torch
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    torch.set_num_threads(1)
+    kw = dict(ZOO[(algo, env_id)]["sb3"])
+    env = gym.make(env_id)
+    if algo == "td3":
+        n = env.action_space.shape[0]
+        kw["action_noise"] = NormalActionNoise(np.zeros(n), kw.pop("noise_std") * np.ones(n))
+    cls = TD3 if algo == "td3" else SAC
+    model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kw)
+    t = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    wall = time.perf_counter() - t
+    policy = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
+    return {"wall_s": wall, "return": evaluate(policy, env_id, seed)}
+
+
+def table(title: str, rows: list[tuple[str, list[dict]]], keys: list[str]) -> None:
+    print(f"\n{title}")
+    print(f"{'':<18}" + "".join(f"{k:>16}" for k in keys))
+    for name, runs in rows:
+        cells = []
+        for k in keys:
+            v = [r[k] for r in runs if r.get(k) is not None]
+            cells.append(f"{statistics.median(v):>16.2f}" if v else f"{'-':>16}")
+        print(f"{name:<18}" + "".join(cells))
+
+
+def first_reaching(evals: list[tuple[int, float]], goal: float) -> int | None:
+    return next((k for k, r in evals if r >= goal), None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only", default="pendulum,mpg,cheetah")
+    ap.add_argument("--cheetah-seeds", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    parts = set(args.only.split(","))
+    root = args.out or Path(tempfile.mkdtemp(prefix="gym_vs_sb3-"))
+    results: dict = {}
+    print(f"runs under {root}")
+
+    if "pendulum" in parts:
+        for algo in ("td3", "sac"):
+            m, s = [], []
+            for seed in range(args.seeds):
+                m.append(run_mixpg(algo, "Pendulum-v1", 20_000, seed, root / f"pendulum-{algo}-{seed}"))
+                s.append(run_sb3(algo, "Pendulum-v1", 20_000, seed))
+                print(f"Pendulum-v1 {algo} seed {seed}: mixpg {m[-1]['return']:.1f} in "
+                      f"{m[-1]['wall_s']:.1f} s, SB3 {s[-1]['return']:.1f} in {s[-1]['wall_s']:.1f} s",
+                      flush=True)
+            results[f"pendulum_{algo}"] = {"mixpg": m, "sb3": s}
+            table(f"Pendulum-v1, {algo.upper()}, 20 000 env steps, {args.seeds} seeds (medians)",
+                  [("mixpg", m), ("Stable-Baselines3", s)], ["return", "wall_s"])
+            ratio = statistics.median(r["wall_s"] for r in s) / statistics.median(r["wall_s"] for r in m)
+            print(f"wall-clock ratio SB3 / mixpg: {ratio:.2f}x")
+
+    if "mpg" in parts:
+        reach = {"mpg_v2": [], "td3": []}
+        for seed in range(args.seeds):
+            for algo in reach:
+                r = run_mixpg(algo, "Pendulum-v1", 20_000, seed, root / f"mpg-{algo}-{seed}",
+                              model=PendulumModel() if algo == "mpg_v2" else None,
+                              overrides={"algo.warmup_samples": 1000, "algo.gamma": 0.98},
+                              eval_interval=1000)
+                r["reach"] = first_reaching(r["evals"], -200.0)
+                reach[algo].append(r)
+                print(f"Pendulum-v1 {algo} seed {seed}: reaches -200 at env step {r['reach']}, "
+                      f"final {r['return']:.1f}", flush=True)
+        results["mismatched_model"] = reach
+        print("\nPendulum-v1 with a mismatched Python prior model (mass +15 %, length -10 %):"
+              " env steps to reach -200 (median of seeds; None: not within 20 000)")
+        for algo, runs in reach.items():
+            ks = [r["reach"] for r in runs]
+            hit = [k for k in ks if k is not None]
+            med = statistics.median(hit) if len(hit) == len(ks) else None
+            print(f"  {algo:<8} per seed {ks}  median {med}")
+
+    if "cheetah" in parts:
+        m, s = [], []
+        for seed in range(args.cheetah_seeds or args.seeds):
+            m.append(run_mixpg("td3", "HalfCheetah-v5", 50_000, seed, root / f"cheetah-{seed}"))
+            s.append(run_sb3("td3", "HalfCheetah-v5", 50_000, seed))
+            print(f"HalfCheetah-v5 td3 seed {seed}: mixpg {m[-1]['return']:.1f} in "
+                  f"{m[-1]['wall_s']:.1f} s, SB3 {s[-1]['return']:.1f} in {s[-1]['wall_s']:.1f} s",
+                  flush=True)
+        results["cheetah_td3"] = {"mixpg": m, "sb3": s}
+        table("HalfCheetah-v5, TD3, 50 000 env steps (medians)",
+              [("mixpg", m), ("Stable-Baselines3", s)], ["return", "wall_s"])
+        ratio = statistics.median(r["wall_s"] for r in s) / statistics.median(r["wall_s"] for r in m)
+        print(f"wall-clock ratio SB3 / mixpg: {ratio:.2f}x")
+
+    runs = [r for v in results.values() if isinstance(v, dict) for rs in v.values() for r in rs
+            if "update_ms" in r]
+    if runs:
+        print("\nmixpg cost per iteration (ms, medians): env step inside Gymnasium, Rust <-> Python "
+              "crossing (collection minus the env's step), update")
+        by_task: dict = {}
+        for name, v in results.items():
+            for side, rs in v.items():
+                for r in rs:
+                    if "update_ms" in r:
+                        by_task.setdefault(name.split("_")[0] + " " + side, []).append(r)
+        print(f"  {'':<20}{'iteration':>12}{'env step':>12}{'crossing':>12}{'update':>12}")
+        for name, rs in by_task.items():
+            it = statistics.median(r["iter_ms"] for r in rs)
+            env_ms = statistics.median(r["env_ms"] for r in rs)
+            upd = statistics.median(r["update_ms"] for r in rs)
+            print(f"  {name:<20}{it:>12.3f}{env_ms:>12.3f}{max(it - env_ms - upd, 0):>12.3f}{upd:>12.3f}")
+    (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    print("gym_vs_sb3: done")
+
+
+if __name__ == "__main__":
+    main()
