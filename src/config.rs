@@ -5,6 +5,7 @@
 //! Defaults are the paper's path-tracking MPG settings (see `docs/` and the files under
 //! `configs/` for every (task, algorithm) pair).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -354,9 +355,27 @@ pub struct RuntimeConfig {
     /// Buffer threads (async).
     #[serde(default = "d_two")]
     pub buffers: usize,
-    /// Learner threads (async).
+    /// Learner threads (async; on Ray, `learner_groups` × `learners_per_group` instead).
     #[serde(default = "d_learners")]
     pub learners: usize,
+    /// Ray: learner groups, each a Ray actor on a node of its own running
+    /// `learners_per_group` learner threads that share one parameter copy and one batch feed
+    /// and exchange one message per round with the driver.
+    #[serde(default = "d_one")]
+    pub learner_groups: usize,
+    /// Ray: learner threads per group; left out, the CPU count Ray gives the group's node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learners_per_group: Option<usize>,
+    /// Ray: custom resources a node must offer to host a learner group, e.g.
+    /// `{ learner_node = 1 }` (`--learner-resource NAME=AMOUNT` adds to them); the groups are
+    /// placed on different nodes that have them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_resources: BTreeMap<String, f64>,
+    /// Ray: a learner group answers a round once it has made this many gradients per learner
+    /// thread (or after 0.1 s); larger rounds cost the driver less per update and make the
+    /// gradients staler (docs/design.md).
+    #[serde(default = "d_two")]
+    pub round_gradients_per_learner: usize,
     /// Worker panic policy (async).
     #[serde(default = "d_on_panic")]
     pub on_panic: OnPanic,
@@ -542,6 +561,9 @@ fn d_two() -> usize {
 }
 fn d_learners() -> usize {
     12
+}
+fn d_one() -> usize {
+    1
 }
 fn d_on_panic() -> OnPanic {
     OnPanic::Restart
@@ -774,6 +796,28 @@ impl Config {
         check(r.actors >= 1, "runtime.actors", "must be at least 1")?;
         check(r.buffers >= 1, "runtime.buffers", "must be at least 1")?;
         check(r.learners >= 1, "runtime.learners", "must be at least 1")?;
+        check(
+            r.learner_groups >= 1,
+            "runtime.learner_groups",
+            "must be at least 1",
+        )?;
+        check(
+            r.learners_per_group != Some(0),
+            "runtime.learners_per_group",
+            "must be at least 1 (leave it out for the CPU count of the group's node)",
+        )?;
+        check(
+            r.round_gradients_per_learner >= 1,
+            "runtime.round_gradients_per_learner",
+            "must be at least 1",
+        )?;
+        for (name, amount) in &r.group_resources {
+            check(
+                amount.is_finite() && *amount > 0.0,
+                "runtime.group_resources",
+                &format!("{name} = {amount}: amounts must be positive numbers"),
+            )?;
+        }
         for (key, n) in [
             ("runtime.experience_queue", r.experience_queue),
             ("runtime.gradient_queue", r.gradient_queue),

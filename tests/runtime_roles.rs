@@ -84,6 +84,21 @@ fn snapshot_bytes_round_trip() {
 }
 
 #[test]
+fn parameters_encode_as_their_snapshot_does() {
+    for c in [
+        cfg(&[]),
+        cfg(&["algo.name=\"sac\"", "algo.learn_alpha=true"]),
+    ] {
+        let nets = Nets::new(&c, &task_spec(&c.task.name).unwrap());
+        let agent = Agent::new(&nets, &c, &mut Pcg64Mcg::seed_from_u64(5));
+        assert_eq!(
+            Snapshot::encode(9, &agent.params),
+            Snapshot::of(9, &agent.params).to_bytes()
+        );
+    }
+}
+
+#[test]
 fn experience_batch_and_replay_bytes_round_trip() {
     let c = cfg(&[]);
     let snap = snapshot(&c, 1, 0);

@@ -1,13 +1,15 @@
 """The Ray runtime (``mixpg.ray``): a local run learns path tracking, a two-node cluster with
-the learners pinned to the second node, a killed learner restarted by Ray, and checkpoints
-moving between Ray and the CLI's thread runtime in both directions (with their TensorBoard
-event files)."""
+the learner group pinned to the second node, a three-node cluster losing one of its two
+learner groups' nodes mid-run, a killed role restarted by Ray, clear errors for groups that
+cannot be placed, and checkpoints moving between Ray and the CLI's thread runtime in both
+directions (with their TensorBoard event files)."""
 
 from __future__ import annotations
 
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -59,7 +61,7 @@ seed = 0
 mode = "ray"
 actors = 1
 buffers = 2
-learners = 2
+learners_per_group = 2
 """
 
 #: The columns of runtime.csv, as the thread runtime writes them.
@@ -125,7 +127,7 @@ def test_local_ray_run_improves_path_tracking(local_ray, path_config, tmp_path):
     assert s["staleness_max"] >= 1 and s["transfer_ms_mean"] >= 0.0
 
 
-@pytest.mark.parametrize("role", ["learner", "buffer", "actor"])
+@pytest.mark.parametrize("role", ["learner group", "buffer", "actor"])
 def test_a_killed_role_is_restarted_and_the_run_completes(local_ray, path_config, tmp_path,
                                                           role):
     run = tmp_path / "run"
@@ -138,7 +140,7 @@ def test_a_killed_role_is_restarted_and_the_run_completes(local_ray, path_config
             deadline = time.time() + 120
             while opt.iteration < 100 and time.time() < deadline:
                 time.sleep(0.05)
-            ray.kill(h[role + "s"][0], no_restart=False)
+            ray.kill(h[role.split()[-1] + "s"][0], no_restart=False)
             killed.set()
 
         threading.Thread(target=go, daemon=True).start()
@@ -175,20 +177,20 @@ def restart(handle) -> None:
         time.sleep(0.2)
 
 
-def test_a_learner_restarted_between_tasks_says_so_in_its_first_result(local_ray, path_config,
+def test_a_group_restarted_between_rounds_says_so_in_its_first_result(local_ray, path_config,
                                                                       tmp_path):
-    """A learner killed while idle fails no task; its restarted incarnation tells the driver in
-    its first result (and only there)."""
+    """A learner group killed while idle fails no task; its restarted incarnation tells the
+    driver in its first result (and only there)."""
     opt = mixpg._native.Optimizer(str(path_config), str(tmp_path / "run"), None, None,
                                   ['runtime.mode="ray"'])
     snap = ray.put(opt.snapshot())
-    learner = mray._roles(ray)[2].options(num_cpus=0.5, max_restarts=1).remote(
-        opt.config_toml(), 7)
-    assert ray.get(learner.learn.remote(snap, None))[-1] is False
-    restart(learner)
-    assert ray.get(learner.learn.remote(snap, None))[-1] is True
-    assert ray.get(learner.learn.remote(snap, None))[-1] is False
-    ray.kill(learner)
+    group = mray._roles(ray)[2].options(num_cpus=0.5, max_restarts=1).remote(
+        opt.config_toml(), 7, [], opt.settings())
+    assert ray.get(group.round.remote(snap, []))[-1] is False
+    restart(group)
+    assert ray.get(group.round.remote(snap, []))[-1] is True
+    assert ray.get(group.round.remote(snap, []))[-1] is False
+    ray.kill(group)
 
 
 def test_a_buffer_or_actor_restarted_between_tasks_says_so_in_its_first_insert(
@@ -199,13 +201,16 @@ def test_a_buffer_or_actor_restarted_between_tasks_says_so_in_its_first_insert(
                                   ['runtime.mode="ray"'])
     snap = ray.put(opt.snapshot())
     actor_cls, buffer_cls, _ = mray._roles(ray)
-    actor = actor_cls.options(num_cpus=0.5, max_restarts=1).remote(opt.config_toml(), 1, 2)
     buffer = buffer_cls.options(num_cpus=0.5, max_restarts=1).remote(opt.config_toml(), 3)
+    actor = actor_cls.options(num_cpus=0.5, max_restarts=1).remote(opt.config_toml(), 1, 2, 4,
+                                                                   [buffer])
 
     def news():
         """(buffer restarted, actor restarted) of one collection inserted."""
-        exp, actor_news = actor.collect.remote(snap)
-        return tuple(ray.get(buffer.insert.remote(exp, actor_news))[-2:])
+        actor_news, inserts = ray.get(actor.collect.remote(snap, 1))
+        [(j, result)] = inserts
+        assert j == 0
+        return result[-1], actor_news
 
     assert news() == (False, False)
     restart(buffer)
@@ -313,7 +318,7 @@ def test_the_cli_says_ray_mode_runs_from_python(path_config, tmp_path, cli):
     assert "python -m mixpg.ray train" in p.stderr
 
 
-def test_two_node_cluster_runs_the_learners_on_the_second_node(path_config, tmp_path):
+def test_two_node_cluster_runs_the_learner_group_on_the_second_node(path_config, tmp_path):
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
@@ -325,7 +330,7 @@ def test_two_node_cluster_runs_the_learners_on_the_second_node(path_config, tmp_
     try:
         ray.init(address=cluster.address, log_to_driver=False)
         run = tmp_path / "run"
-        # Each batch reused twice: the learners keep it between calls.
+        # Each batch reused twice by the group's threads.
         s = mray.train(path_config, run, quiet=True, iterations=200,
                        overrides=["algo.batch_reuse=2"], learner_resources={"learner_node": 1})
         assert s["iterations"] == 200
@@ -334,17 +339,100 @@ def test_two_node_cluster_runs_the_learners_on_the_second_node(path_config, tmp_
         assert set(s["gradients_by_node"]) == {node}, "a learner ran outside the second node"
         log = (run / "ray.log").read_text()
         assert f"gradients from node {node}:" in log, log
+        assert f"learner group #0 on node {node}: 2 learner threads" in log, log
     finally:
         ray.shutdown()
         cluster.shutdown()
 
 
-def test_unplaceable_learners_fail_with_a_clear_error(local_ray, path_config, tmp_path,
-                                                      monkeypatch):
-    monkeypatch.setattr(mray, "PLACEMENT_TIMEOUT_S", 3.0)
-    with pytest.raises(RuntimeError, match="learners did not start within 3 s"):
-        mray.train(path_config, tmp_path / "run", quiet=True,
+def test_a_lost_node_leaves_the_run_to_the_other_group_and_the_cli_resumes_it(
+        path_config, tmp_path, cli):
+    """A head and two worker nodes, a learner group on each worker; one worker node removed
+    mid-run: the run goes on with the other group, says which node it lost, and ends with a
+    checkpoint that ``mixpg resume`` continues."""
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "object_store_memory": STORE, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1, object_store_memory=STORE,
+                                resources={"group_node": 1}) for _ in range(2)]
+    removed = {}
+
+    def remove_later(h):
+        opt = h["optimizer"]
+
+        def go():
+            deadline = time.time() + 120
+            while opt.iteration < 150 and time.time() < deadline:
+                time.sleep(0.05)
+            node = workers[1]
+            removed["id"] = node.node_id
+            cluster.remove_node(node)
+
+        threading.Thread(target=go, daemon=True).start()
+
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        run = tmp_path / "run"
+        s = mray.train(path_config, run, quiet=True, iterations=600, on_start=remove_later,
+                       overrides=["runtime.learner_groups=2", "runtime.learners_per_group=1",
+                                  "train.checkpoint_interval=300"],
+                       learner_resources={"group_node": 1})
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    lost = removed["id"]
+    assert s["iterations"] == 600 and not s["stopped_early"], s
+    assert s["lost_nodes"] == [lost], s
+    log = (run / "ray.log").read_text()
+    assert f"lost node {lost}" in log and "the run goes on with 1 learner group(s)" in log, log
+    kept = workers[0].node_id
+    assert s["gradients_by_node"].get(kept, 0) > 0, s["gradients_by_node"]
+    assert set(s["gradients_by_node"]) <= {kept, lost}, "a group ran outside the workers"
+    assert (run / "checkpoints" / "ckpt-000000600").is_dir()
+    text = (run / "config.toml").read_text().replace("iterations = 600", "iterations = 700", 1)
+    (run / "config.toml").write_text(text)
+    p = subprocess.run([str(cli), "resume", "--run", str(run)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert iterations(run)[-1] == 700
+
+
+def test_unplaceable_groups_fail_at_once_naming_what_is_missing(local_ray, path_config,
+                                                                 tmp_path):
+    """A resource no node has, or more groups than nodes: a clear error before any group is
+    started, instead of a wait in Ray's scheduler."""
+    t = time.time()
+    with pytest.raises(RuntimeError, match=r"missing: no_such_node >= 1 on 0 node\(s\)"):
+        mray.train(path_config, tmp_path / "a", quiet=True,
                    learner_resources={"no_such_node": 1})
+    with pytest.raises(RuntimeError, match=r"learner_groups = 2 needs 2 nodes .*CPU >= 1 on "
+                       r"1 node\(s\)"):
+        mray.train(path_config, tmp_path / "b", quiet=True,
+                   overrides=["runtime.learner_groups=2"])
+    assert time.time() - t < 60
+
+
+def test_an_address_that_does_not_answer_is_a_clear_error(monkeypatch, path_config, tmp_path):
+    """A port nothing listens on, and one that accepts connections but never answers (as a
+    firewall or a wrong service may): a clear error within the timeout."""
+    monkeypatch.setattr(mray, "CONNECT_TIMEOUT_S", 1.0)
+    with socket.socket() as closed, socket.socket() as silent:
+        closed.bind(("127.0.0.1", 0))
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        for s in (closed, silent):
+            address = "127.0.0.1:%d" % s.getsockname()[1]
+            t = time.time()
+            with pytest.raises(RuntimeError, match=f"no Ray cluster answers at {address} "
+                               "within 1 s"):
+                mray._check_answers(address)
+            assert time.time() - t < 10
+    p = subprocess.run([sys.executable, "-m", "mixpg.ray", "train", "--config",
+                        str(path_config), "--out", str(tmp_path / "run"), "--address", address],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "no Ray cluster answers" in p.stderr, p.stderr
 
 
 def test_role_messages_are_uint8_arrays_and_bytes_are_taken_too(tmp_path, path_config):
@@ -395,6 +483,11 @@ def test_bad_input_is_a_clear_error(tmp_path, path_config):
                         str(path_config), "--out", str(tmp_path / "b"),
                         "--set", "runtime.grad_max_reuse=3"], capture_output=True, text=True)
     assert p.returncode == 1 and "grad_max_reuse" in p.stderr, p.stderr
+    p = subprocess.run([sys.executable, "-m", "mixpg.ray", "train", "--config",
+                        str(path_config), "--out", str(tmp_path / "c"),
+                        "--set", "runtime.learners_per_group=0"], capture_output=True, text=True)
+    assert p.returncode == 1 and "runtime.learners_per_group" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
     p = subprocess.run([sys.executable, "-m", "mixpg.ray", "resume", "--run",
                         str(tmp_path / "nothing")], capture_output=True, text=True)
     assert p.returncode == 1 and p.stderr.startswith("error:"), p.stderr

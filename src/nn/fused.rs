@@ -107,12 +107,12 @@ macro_rules! multiversion {
                 fn avx2($($arg: $ty),*) {
                     portable($($arg),*)
                 }
-                match widest_isa() {
+                match $crate::nn::fused::widest_isa() {
                     // SAFETY: `widest_isa` returns only a set the CPU has.
-                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::nn::fused::Isa::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                    Isa::Portable => {}
+                    $crate::nn::fused::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::nn::fused::Isa::Portable => {}
                 }
             }
             portable($($arg),*)
@@ -120,10 +120,12 @@ macro_rules! multiversion {
     };
 }
 
+pub(crate) use multiversion;
+
 /// The instruction sets [`multiversion!`] compiles each kernel for.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Isa {
+pub(crate) enum Isa {
     Avx512,
     Avx2,
     Portable,
@@ -150,7 +152,7 @@ thread_local! {
 /// The widest set the CPU has (in tests, the one pinned on this thread, if any).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn widest_isa() -> Isa {
+pub(crate) fn widest_isa() -> Isa {
     #[cfg(test)]
     if let Some(isa) = PINNED_ISA.with(|p| p.get()) {
         return isa;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ParamSet;
+use super::fused::multiversion;
 
 /// Learning rate decaying polynomially from `initial` to `final_lr` over `steps` optimiser
 /// steps, constant afterwards: `lr(t) = (initial − final)(1 − min(t, N)/N)^power + final`
@@ -122,7 +123,12 @@ impl Adam {
         let t = self.step as f64;
         let (b1, b2) = (self.config.beta1, self.config.beta2);
         let alpha = (lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t))) as f32;
-        let (b1, b2, eps) = (b1 as f32, b2 as f32, self.config.eps as f32);
+        let c = AdamStep {
+            alpha,
+            b1: b1 as f32,
+            b2: b2 as f32,
+            eps: self.config.eps as f32,
+        };
         let (ms, vs) = (&mut self.m, &mut self.v);
         params.update(|vals| {
             for (((p, g), m), v) in vals
@@ -131,12 +137,31 @@ impl Adam {
                 .zip(ms.iter_mut())
                 .zip(vs.iter_mut())
             {
-                for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p -= alpha * *m / (v.sqrt() + eps);
-                }
+                adam_step(p, g, m, v, c);
             }
         });
+    }
+}
+
+/// The coefficients of one Adam step.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    alpha: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+}
+
+multiversion! {
+    /// One Adam step on one tensor `p` with gradient `g` and moments `m`, `v` (element-wise,
+    /// so every instruction set gives the same bits).
+    fn adam_step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamStep) {
+        let n = p.len().min(g.len()).min(m.len()).min(v.len());
+        let (p, g, m, v) = (&mut p[..n], &g[..n], &mut m[..n], &mut v[..n]);
+        for i in 0..n {
+            m[i] = c.b1 * m[i] + (1.0 - c.b1) * g[i];
+            v[i] = c.b2 * v[i] + (1.0 - c.b2) * g[i] * g[i];
+            p[i] -= c.alpha * m[i] / (v[i].sqrt() + c.eps);
+        }
     }
 }

@@ -473,5 +473,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<roles::Actor>()?;
     m.add_class::<roles::Buffer>()?;
     m.add_class::<roles::Learner>()?;
+    m.add_class::<roles::LearnerGroup>()?;
     Ok(())
 }

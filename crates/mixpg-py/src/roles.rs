@@ -1,5 +1,6 @@
 //! The roles of the asynchronous architecture for the Ray driver (`mixpg.ray`): the optimizer
-//! on the driver, actors, buffers and learners in Ray actors. Everything that crosses between
+//! on the driver, actors, buffers and learner groups (learner threads of the thread runtime)
+//! in Ray actors; a single learner for tests and benchmarks. Everything that crosses between
 //! processes is the library's byte encodings, handed out as 1-d uint8 numpy arrays (moved from
 //! Rust without a copy; Ray pickles them out of band, so a role reads them straight from the
 //! object store) and taken as such arrays or `bytes` (read in place, never copied into Rust);
@@ -8,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -16,6 +18,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use mixpg::config::Config;
 use mixpg::env::lookup;
+use mixpg::runtime::asynchronous;
 use mixpg::runtime::roles::{
     ActorCore, BufferCore, Experience, LearnerCore, RuntimeCounters, Snapshot, TaggedGrads,
     WorkerStream, batch_from_bytes, batch_to_bytes, replay_from_bytes, replay_to_bytes,
@@ -42,7 +45,7 @@ impl<T: Send> Held<T> {
         })
     }
 
-    /// Run a cheap `f` (no tensor work) on the object right away, holding the GIL.
+    /// Run a cheap `f` (no tensor work) on the object right away, in the calling thread.
     fn now<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut g)
@@ -239,6 +242,13 @@ impl Optimizer {
         d.set_item("actors", cfg.runtime.actors)?;
         d.set_item("buffers", cfg.runtime.buffers)?;
         d.set_item("learners", cfg.runtime.learners)?;
+        d.set_item("learner_groups", cfg.runtime.learner_groups)?;
+        d.set_item("learners_per_group", cfg.runtime.learners_per_group)?;
+        d.set_item("group_resources", cfg.runtime.group_resources.clone())?;
+        d.set_item(
+            "round_gradients_per_learner",
+            cfg.runtime.round_gradients_per_learner,
+        )?;
         d.set_item("iterations", cfg.train.iterations)?;
         d.set_item("seed", cfg.train.seed)?;
         d.set_item("collect_interval", cfg.algo.collect_interval)?;
@@ -310,7 +320,7 @@ impl Optimizer {
 
     /// The parameters of the current iteration, encoded (a uint8 array).
     fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u8>> {
-        let b = self.held.with(py, |o| o.snapshot().to_bytes());
+        let b = py.detach(|| self.held.now(|o| o.snapshot_bytes()));
         encoded(py, b)
     }
 
@@ -335,22 +345,30 @@ impl Optimizer {
         env_steps: u64,
         replays: Option<Vec<Option<Vec<u8>>>>,
     ) -> PyResult<Option<f64>> {
-        self.held
-            .with(py, |o| {
-                let cfg = o.config().clone();
-                o.at_iteration(env_steps, || replays_of(replays, &cfg))
-                    .map(|e| e.map(|e| e.mean))
-            })
-            .map_err(runtime_err)
+        let due = |o: &mut mixpg::runtime::roles::Optimizer| {
+            let cfg = o.config().clone();
+            o.at_iteration(env_steps, || replays_of(replays, &cfg))
+                .map(|e| e.map(|e| e.mean))
+        };
+        // Evaluations and checkpoints run without the GIL in the optimizer's one-thread pool,
+        // as in the thread runtime; a progress row alone is a line of text.
+        if self.held.now(|o| o.evaluation_or_checkpoint_due()) {
+            self.held.with(py, due)
+        } else {
+            self.held.now(due)
+        }
+        .map_err(runtime_err)
     }
 
     /// Apply an encoded tagged gradient; returns its staleness (non-finite ones are skipped).
     fn apply(&self, py: Python<'_>, grads: &Bound<'_, PyAny>) -> PyResult<u64> {
         let grads = Encoded::of(grads, "grads")?;
-        let g = TaggedGrads::from_bytes(grads.bytes()).map_err(value_err)?;
-        self.held
-            .with(py, |o| o.apply(g, false))
-            .map_err(runtime_err)
+        let bytes = grads.bytes();
+        // Host loops only (the Adam step): no need for the pool's thread.
+        py.detach(|| {
+            let g = TaggedGrads::from_bytes(bytes).map_err(value_err)?;
+            self.held.now(|o| o.apply(g, false)).map_err(runtime_err)
+        })
     }
 
     /// Write a runtime.csv row when one is due (about once a second, or `force`).
@@ -548,5 +566,75 @@ impl Learner {
             })
             .map_err(value_err)?;
         Ok(out.map(|b| encoded(py, b)))
+    }
+}
+
+/// A learner group: learner threads of the thread runtime sharing one parameter copy and one
+/// batch feed, driven one round at a time (one per node in `mixpg.ray`).
+#[pyclass(module = "mixpg._native", frozen)]
+pub(crate) struct LearnerGroup {
+    group: asynchronous::LearnerGroup,
+}
+
+#[pymethods]
+impl LearnerGroup {
+    /// `threads` learner threads of the config (TOML text) seeded from `seed`, holding
+    /// `snapshot`'s parameters; at most `max_pending` gradients wait for a round.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        config_toml: &str,
+        threads: usize,
+        seed: u64,
+        snapshot: &Bound<'_, PyAny>,
+        max_pending: usize,
+    ) -> PyResult<Self> {
+        let group = build_core(py, config_toml, snapshot, |cfg, s| {
+            let task = lookup(&cfg.task.name)?;
+            asynchronous::LearnerGroup::start(cfg, &task, threads, seed, s.clone(), max_pending)
+        })?;
+        Ok(Self { group })
+    }
+
+    /// Add an encoded batch to the feed (callable while a round waits).
+    fn feed(&self, py: Python<'_>, batch: &Bound<'_, PyAny>) -> PyResult<()> {
+        let batch = Encoded::of(batch, "batch")?;
+        let bytes = batch.bytes();
+        py.detach(|| self.group.feed(batch_from_bytes(bytes)?))
+            .map_err(value_err)
+    }
+
+    /// Batches in the feed that no learner thread has taken yet.
+    fn feed_len(&self) -> usize {
+        self.group.feed_len()
+    }
+
+    /// One round: take up `snapshot` (decoded only when its version differs from the
+    /// group's; `None` keeps the parameters), wait until at least `min_gradients` gradients
+    /// are ready or `wait_s` seconds passed; returns them encoded, in the order they were made.
+    fn round<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: Option<&Bound<'py, PyAny>>,
+        min_gradients: usize,
+        wait_s: f64,
+    ) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
+        let wait = Duration::try_from_secs_f64(wait_s)
+            .map_err(|e| PyValueError::new_err(format!("round wait {wait_s}: {e}")))?;
+        let snapshot = snapshot.map(|s| Encoded::of(s, "snapshot")).transpose()?;
+        let snapshot = snapshot.as_ref().map(Encoded::bytes);
+        let grads = py
+            .detach(|| -> anyhow::Result<Vec<Vec<u8>>> {
+                let snap = match snapshot {
+                    Some(b) if Snapshot::version_in(b)? != self.group.version() => {
+                        Some(Snapshot::from_bytes(b)?)
+                    }
+                    _ => None,
+                };
+                let grads = self.group.round(snap, min_gradients, wait)?;
+                Ok(grads.iter().map(TaggedGrads::to_bytes).collect())
+            })
+            .map_err(runtime_err)?;
+        Ok(grads.into_iter().map(|b| encoded(py, b)).collect())
     }
 }

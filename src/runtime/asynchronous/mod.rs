@@ -98,6 +98,7 @@
 
 mod actor;
 mod buffer;
+mod group;
 mod learner;
 mod optimizer;
 mod shared;
@@ -108,6 +109,7 @@ mod transport;
 use std::time::Duration;
 
 pub use super::roles::RUNTIME_COLUMNS;
+pub use group::LearnerGroup;
 pub use optimizer::{AsyncTrainer, RunSummary};
 
 /// Longest blocking wait before a role re-checks the stop flag.

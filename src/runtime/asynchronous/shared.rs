@@ -1,8 +1,8 @@
 //! Roles, the worker trait, and what every worker thread shares (channels, counters, seeds).
 
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
@@ -89,9 +89,9 @@ pub(super) enum Ctl {
 pub(super) struct Shared {
     pub(super) cfg: Config,
     pub(super) task: Task,
-    pub(super) stop: AtomicBool,
-    pub(super) store: ParamStore,
-    pub(super) stats: Stats,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) store: Arc<ParamStore>,
+    pub(super) stats: Arc<Stats>,
     pub(super) stored: Vec<AtomicU64>,
     pub(super) inbox_tx: Vec<Sender<Experience>>,
     pub(super) inbox_rx: Vec<Receiver<Experience>>,

@@ -52,7 +52,7 @@ pub(super) fn build_worker(
     Ok(match role {
         Role::Actor => Box::new(ActorWorker::new(sh.clone(), id, inc)?),
         Role::Buffer => Box::new(BufferWorker::new(sh.clone(), id, inc)?),
-        Role::Learner => Box::new(LearnerWorker::new(sh.clone(), id, inc)?),
+        Role::Learner => Box::new(LearnerWorker::of_runtime(sh, id, inc)?),
     })
 }
 
@@ -64,31 +64,28 @@ pub(super) fn one_thread_pool() -> Result<rayon::ThreadPool> {
         .context("cannot build a one-thread rayon pool")
 }
 
-/// Start a worker thread that reports its end (return, error or panic) as an [`Event`].
-pub(super) fn spawn_worker(
-    sh: &Arc<Shared>,
-    role: Role,
-    id: usize,
-    inc: u32,
+/// Start a worker thread named `name`: `build` makes the worker inside the thread's one-thread
+/// rayon pool, and the loop steps it while `stop` is unset (panicking at step `panic_at`, a
+/// test fault); `report` receives how the thread ended.
+pub(super) fn spawn_loop(
+    name: String,
+    stop: Arc<AtomicBool>,
+    panic_at: Option<u64>,
+    build: impl FnOnce() -> Result<Box<dyn Worker>> + Send + 'static,
+    report: impl FnOnce(Outcome) + Send + 'static,
 ) -> Result<JoinHandle<()>> {
-    if role == Role::Buffer {
-        sh.buffer_alive[id].store(true, Ordering::SeqCst);
-    }
-    let sh = sh.clone();
+    let context = format!("cannot spawn {name}");
     std::thread::Builder::new()
-        .name(format!("{role}-{id}"))
+        .name(name.clone())
         .spawn(move || {
-            let fault = sh
-                .fault
-                .filter(|f| role.is(f.target) && f.id == id && inc == 0 && !f.non_finite);
             let body = || -> Result<()> {
                 let pool = one_thread_pool()?;
                 pool.install(|| {
-                    let mut w = build_worker(&sh, role, id, inc)?;
+                    let mut w = build()?;
                     let mut steps = 0u64;
-                    while !sh.stop.load(Ordering::Relaxed) {
-                        if fault.is_some_and(|f| f.step == steps) {
-                            panic!("injected test fault (runtime.inject_panic) in {role} #{id}");
+                    while !stop.load(Ordering::Relaxed) {
+                        if panic_at == Some(steps) {
+                            panic!("injected test fault (runtime.inject_panic) in {name}");
                         }
                         steps += 1;
                         if w.step()? == Flow::Stop {
@@ -98,22 +95,48 @@ pub(super) fn spawn_worker(
                     Ok(())
                 })
             };
-            let outcome = match catch_unwind(AssertUnwindSafe(body)) {
+            report(match catch_unwind(AssertUnwindSafe(body)) {
                 Ok(Ok(())) => Outcome::Finished,
                 Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),
                 Err(p) => Outcome::Panicked(crate::runtime::panic_message(p.as_ref())),
-            };
+            });
+        })
+        .context(context)
+}
+
+/// Start worker `id` of `role` (incarnation `inc`) of the thread runtime; its end is reported
+/// as an [`Event`].
+pub(super) fn spawn_worker(
+    sh: &Arc<Shared>,
+    role: Role,
+    id: usize,
+    inc: u32,
+) -> Result<JoinHandle<()>> {
+    if role == Role::Buffer {
+        sh.buffer_alive[id].store(true, Ordering::SeqCst);
+    }
+    let panic_at = sh
+        .fault
+        .filter(|f| role.is(f.target) && f.id == id && inc == 0 && !f.non_finite)
+        .map(|f| f.step);
+    let (build_sh, report_sh) = (sh.clone(), sh.clone());
+    spawn_loop(
+        format!("{role} #{id}"),
+        sh.stop.clone(),
+        panic_at,
+        move || build_worker(&build_sh, role, id, inc),
+        move |outcome| {
             if role == Role::Buffer {
-                sh.buffer_alive[id].store(false, Ordering::SeqCst);
+                report_sh.buffer_alive[id].store(false, Ordering::SeqCst);
             }
-            let _ = sh.events.send(Event {
+            let _ = report_sh.events.send(Event {
                 role,
                 id,
                 incarnation: inc,
                 outcome,
             });
-        })
-        .with_context(|| format!("cannot spawn {role} #{id}"))
+        },
+    )
 }
 
 /// Owns the worker threads, the gradient queue's receiver and the restart bookkeeping.
@@ -154,9 +177,9 @@ impl Supervisor {
                 .collect(),
             cfg: cfg.clone(),
             task: task.clone(),
-            stop: AtomicBool::new(false),
-            store: ParamStore::new(snapshot),
-            stats: Stats::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+            store: Arc::new(ParamStore::new(snapshot)),
+            stats: Arc::new(Stats::default()),
             inbox_tx,
             inbox_rx,
             ctl_tx,

@@ -65,9 +65,11 @@ impl Writer {
 
     pub(crate) fn f32s(&mut self, xs: &[f32]) {
         self.u64(xs.len() as u64);
-        self.0.reserve(xs.len() * 4);
-        for x in xs {
-            self.0.extend_from_slice(&x.to_le_bytes());
+        let start = self.0.len();
+        self.0.resize(start + xs.len() * 4, 0);
+        // Element-wise into a sized slice: compiled to a plain copy on little-endian hosts.
+        for (b, x) in self.0[start..].chunks_exact_mut(4).zip(xs) {
+            b.copy_from_slice(&x.to_le_bytes());
         }
     }
 
@@ -173,10 +175,12 @@ impl<'a> Reader<'a> {
     pub(crate) fn f32s(&mut self) -> Result<Vec<f32>> {
         let n = self.len(4)?;
         let raw = self.take(n * 4)?;
-        Ok(raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        let mut xs = vec![0.0; n];
+        // Element-wise into a sized vector: compiled to a plain copy on little-endian hosts.
+        for (x, b) in xs.iter_mut().zip(raw.chunks_exact(4)) {
+            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(xs)
     }
 
     pub(crate) fn bools(&mut self) -> Result<Vec<bool>> {

@@ -30,12 +30,7 @@ impl HostSet {
     }
 
     fn encode(&self, w: &mut Writer) {
-        w.u64(self.shapes.len() as u64);
-        for (s, v) in self.shapes.iter().zip(&self.values) {
-            w.u64(s[0] as u64);
-            w.u64(s[1] as u64);
-            w.f32s(v);
-        }
+        encode_set(w, &self.shapes, &self.values);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
@@ -74,6 +69,16 @@ impl HostSet {
 
     fn values_len(&self) -> usize {
         self.values.iter().map(Vec::len).sum()
+    }
+}
+
+/// Append one parameter set (its shapes and values) to `w`.
+fn encode_set(w: &mut Writer, shapes: &[[usize; 2]], values: &[Vec<f32>]) {
+    w.u64(shapes.len() as u64);
+    for (s, v) in shapes.iter().zip(values) {
+        w.u64(s[0] as u64);
+        w.u64(s[1] as u64);
+        w.f32s(v);
     }
 }
 
@@ -122,6 +127,41 @@ impl Snapshot {
     /// Rebuild the policy only (actors).
     pub fn policy(&self) -> ParamSet {
         self.pi.build()
+    }
+
+    /// The byte encoding of `Snapshot::of(version, p)`, written straight from `p`.
+    pub fn encode(version: u64, p: &Params) -> Vec<u8> {
+        let sets = [
+            Some(&p.pi),
+            Some(&p.q1),
+            p.q2.as_ref(),
+            Some(&p.pi_t),
+            Some(&p.q1_t),
+            p.q2_t.as_ref(),
+            Some(&p.log_alpha),
+        ];
+        let n: usize = sets
+            .iter()
+            .flatten()
+            .map(|s| s.values().iter().map(Vec::len).sum::<usize>())
+            .sum();
+        let mut w = Writer::new(Kind::Snapshot, n * 4 + 256);
+        w.u64(version);
+        let set = |w: &mut Writer, s: &ParamSet| encode_set(w, s.shapes(), s.values());
+        let opt_set = |w: &mut Writer, s: Option<&ParamSet>| {
+            w.flag(s.is_some());
+            if let Some(s) = s {
+                set(w, s);
+            }
+        };
+        set(&mut w, &p.pi);
+        set(&mut w, &p.q1);
+        opt_set(&mut w, p.q2.as_ref());
+        set(&mut w, &p.pi_t);
+        set(&mut w, &p.q1_t);
+        opt_set(&mut w, p.q2_t.as_ref());
+        set(&mut w, &p.log_alpha);
+        w.finish()
     }
 
     /// The byte encoding.

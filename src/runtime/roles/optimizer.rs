@@ -143,6 +143,11 @@ impl Optimizer {
         Snapshot::of(self.core.k, &self.core.agent.params)
     }
 
+    /// The byte encoding of [`Optimizer::snapshot`], without the copy in between.
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        Snapshot::encode(self.core.k, &self.core.agent.params)
+    }
+
     /// Lock the run directory and start the session's clock, `runtime.csv` and progress bar.
     pub fn start_session(&mut self) -> Result<()> {
         self.core.lock()?;
@@ -192,6 +197,13 @@ impl Optimizer {
     /// gathers the buffers' contents).
     pub fn checkpoint_due(&self) -> bool {
         !self.core.resumed && self.core.due(self.core.k).checkpoint
+    }
+
+    /// Whether [`Optimizer::at_iteration`] will evaluate or checkpoint now (more than a
+    /// progress row).
+    pub fn evaluation_or_checkpoint_due(&self) -> bool {
+        let due = self.core.due(self.core.k);
+        !self.core.resumed && (due.eval || due.checkpoint)
     }
 
     /// What is due at the current iteration, before its update: the evaluation, the progress
