@@ -259,12 +259,19 @@ fn table_values_by_hand() {
         ]
     );
     assert!(md.contains("## Skipped runs"));
+    // Below each algorithm's rows, the paper's, in italics.
+    assert!(
+        md.contains(
+            "| *MPG-v1 (paper, 100k)* | 5 | *-3.73 ± 1.16* | – | *3000 ± 0* | *9000 ± 4898* |"
+        ),
+        "{md}"
+    );
     assert!(!md.contains("| DDPG |"));
 
     let csv = fs::read_to_string(out.join("table1.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 7 + 4 * 4 + 2);
+    assert_eq!(header.len(), 7 + 4 * 4 + 4);
     assert_eq!(
         &header[..8],
         [
@@ -292,6 +299,7 @@ fn table_values_by_hand() {
     // The final returns -8, -60, -4 (the last evaluation of each seed).
     assert_eq!(r[col("final_mean")], "-24");
     assert!((r[col("final_ci95")].parse::<f64>().unwrap() - 77.606_943).abs() < 1e-5);
+    assert_eq!((r[col("iterations")], r[col("variant")]), ("12000", ""));
     let t = rows.iter().find(|r| r[1] == "td3").unwrap();
     assert_eq!((t[col("reach_1_mean")], t[col("reach_1_seeds")]), ("", "0"));
     let sac = rows.iter().find(|r| r[1] == "sac").unwrap();
@@ -453,6 +461,15 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
     assert!(
         md.contains("| MPG-v1 [rollout_gradient=first_action] |"),
         "{md}"
+    );
+    // table1.csv names the algorithm and the variant in columns of their own.
+    let csv = fs::read_to_string(root.join("out/table1.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(rows[0].starts_with("path_tracking,mpg_v1,"), "{csv}");
+    assert!(
+        rows[0].ends_with(",3000,rollout_gradient=all_actions")
+            && rows[1].ends_with(",3000,rollout_gradient=first_action"),
+        "{csv}"
     );
     // Each variant has its own colour in every figure.
     let grouped = mixpg::report::group_runs(mixpg::report::load_runs(&root).unwrap().runs);

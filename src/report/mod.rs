@@ -30,6 +30,7 @@
 //! read, no valid run remains, or an output file cannot be written.
 
 pub mod bias;
+pub mod paper;
 pub mod plots;
 pub mod stats;
 pub mod table;
