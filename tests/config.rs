@@ -1,6 +1,6 @@
 //! Configuration: errors name the key; overrides apply; the resolved config round-trips.
 
-use mixpg::config::{AlgoName, Config, RolloutGradient};
+use mixpg::config::{AlgoName, Config, RolloutGradient, SacAction};
 
 const MIN: &str = r#"
 [task]
@@ -22,6 +22,7 @@ fn defaults_are_the_papers() {
     assert_eq!(c.algo.batch_size, 256);
     assert_eq!(c.algo.horizon, 25);
     assert_eq!(c.algo.rollout_gradient, RolloutGradient::FirstAction);
+    assert_eq!(c.algo.sac_action, SacAction::Clipped);
     assert_eq!(c.train.eval_interval, 3000);
     assert_eq!(c.network.hidden, vec![256, 256]);
     assert_eq!(c.schedule_exponent(), 25);
@@ -49,6 +50,8 @@ fn bad_values_are_named() {
     assert!(e.contains("batch_size") || e.contains("-3"), "{e}");
     let e = err(MIN, &["gamma"]);
     assert!(e.contains("key=value"), "{e}");
+    let e = err(MIN, &["algo.sac_action=tanh"]);
+    assert!(e.contains("tanh") && e.contains("clipped"), "{e}");
 }
 
 #[test]
@@ -56,12 +59,14 @@ fn overrides_apply_and_resolved_config_round_trips() {
     let sets = vec![
         "algo.gamma=0.9".to_string(),
         "algo.rollout_gradient=all_actions".to_string(),
+        "algo.sac_action=raw".to_string(),
         "network.hidden=[32, 32]".to_string(),
         "train.seed=7".to_string(),
     ];
     let c = Config::from_toml_str(MIN, &sets).unwrap();
     assert_eq!(c.algo.gamma, 0.9);
     assert_eq!(c.algo.rollout_gradient, RolloutGradient::AllActions);
+    assert_eq!(c.algo.sac_action, SacAction::Raw);
     assert_eq!(c.network.hidden, vec![32, 32]);
     assert_eq!(c.train.seed, 7);
     let again = Config::from_toml_str(&c.to_toml(), &[]).unwrap();
