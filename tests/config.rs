@@ -94,3 +94,14 @@ fn shipped_configs_collect_as_the_reference() {
         }
     }
 }
+
+/// SAC squashes its Gaussian into the bounds on both tasks: unsquashed, its policy gradient
+/// vanishes once the mean leaves them (docs/design.md, "SAC on path tracking").
+#[test]
+fn shipped_sac_configs_squash() {
+    for task in ["path_tracking", "pendulum"] {
+        let path = format!("{}/configs/{task}/sac.toml", env!("CARGO_MANIFEST_DIR"));
+        let c = Config::load(std::path::Path::new(&path), &[]).unwrap();
+        assert!(c.algo.squash, "{path}");
+    }
+}
