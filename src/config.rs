@@ -813,8 +813,10 @@ impl Config {
             "runtime.samples_per_insert",
             "must be ≥ 0",
         )?;
+        // The samples-per-insert bound paces the asynchronous buffers only.
         let start = a.warmup_samples.div_ceil(r.buffers.max(1)) as f64;
-        if r.samples_per_insert > 0.0 && r.samples_per_insert * start < a.batch_size as f64 {
+        let paced = r.mode != Mode::Serial && r.samples_per_insert > 0.0;
+        if paced && r.samples_per_insert * start < a.batch_size as f64 {
             bail!(
                 "invalid value for `runtime.samples_per_insert`: {} is so small that a buffer \
                  holding its warm-up share ({start} transitions) may not sample one batch of \

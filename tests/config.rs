@@ -113,3 +113,15 @@ fn shipped_sac_configs_squash() {
         assert!(c.algo.squash, "{path}");
     }
 }
+
+#[test]
+fn serial_runs_ignore_the_asynchronous_rate_limit() {
+    // A warm-up of 4 transitions before batches of 256: fine in serial mode, where
+    // runtime.samples_per_insert paces nothing; the asynchronous buffers still check it.
+    let small = ["algo.warmup_samples=4", "algo.batch_size=256"].map(String::from);
+    Config::from_toml_str(MIN, &small).unwrap();
+    let mut sets = small.to_vec();
+    sets.push("runtime.mode=async".to_string());
+    let e = format!("{:#}", Config::from_toml_str(MIN, &sets).unwrap_err());
+    assert!(e.contains("runtime.samples_per_insert"), "{e}");
+}

@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from pendulum_model import PendulumModel  # noqa: E402
 
 EVAL_EPISODES = 10
+#: Multiplies env steps and warm-ups (--scale).
+SCALE = 1.0
 
 
 def evaluate(policy, env_id: str, seed: int) -> float:
@@ -101,8 +103,11 @@ def run_mixpg(algo: str, env_id: str, steps: int, seed: int, out: Path, model=No
     """Train mixpg for ``steps`` env steps (warm-up included); wall-clock, return, cost split."""
     sets = dict(ZOO.get((algo, env_id), {}).get("mixpg", {}))
     sets.update(overrides or {})
-    warmup = int(sets.get("algo.warmup_samples", 10_000))
+    steps = int(steps * SCALE)
+    warmup = int(int(sets.get("algo.warmup_samples", 10_000)) * SCALE)
+    sets["algo.warmup_samples"] = warmup
     iterations = steps - warmup
+    eval_interval = eval_interval and max(int(eval_interval * SCALE), 1)
     sets.setdefault("train.eval_interval", eval_interval or iterations)
     sets.setdefault("train.checkpoint_interval", iterations)
     sets.setdefault("train.log_interval", 100)
@@ -132,6 +137,9 @@ def run_sb3(algo: str, env_id: str, steps: int, seed: int) -> dict:
 
     torch.set_num_threads(1)
     kw = dict(ZOO[(algo, env_id)]["sb3"])
+    steps = int(steps * SCALE)
+    if "learning_starts" in kw:
+        kw["learning_starts"] = int(kw["learning_starts"] * SCALE)
     env = gym.make(env_id)
     if algo == "td3":
         n = env.action_space.shape[0]
@@ -166,7 +174,11 @@ def main() -> None:
     ap.add_argument("--only", default="pendulum,mpg,cheetah")
     ap.add_argument("--cheetah-seeds", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="multiply every run's env steps and warm-up (a quick check of the script)")
     args = ap.parse_args()
+    global SCALE
+    SCALE = args.scale
     parts = set(args.only.split(","))
     root = args.out or Path(tempfile.mkdtemp(prefix="gym_vs_sb3-"))
     results: dict = {}
