@@ -478,11 +478,53 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
     assert_eq!(keys.len(), 2);
     assert_ne!(colors.of(keys[0]), colors.of(keys[1]));
 
-    // A key present in some configs only still separates the runs (never silently mixed).
+    // A key missing from a config counts as its default: a run written before the key existed
+    // (or one that leaves it out) joins the runs that spell the default out, and is labelled by
+    // the default where another run differs.
     let partial = scratch("variants-partial");
-    for (seed, reading) in [(0, None), (1, Some("first_action"))] {
-        let extra = reading.map_or(String::new(), |r| format!("rollout_gradient = \"{r}\"\n"));
-        let text = format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\n{extra}");
+    let labels = |readings: &[Option<&str>]| -> Vec<String> {
+        fs::remove_dir_all(&partial).ok();
+        for (seed, reading) in readings.iter().enumerate() {
+            let extra = reading.map_or(String::new(), |r| format!("rollout_gradient = \"{r}\"\n"));
+            let text = format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\n{extra}");
+            write_run(
+                &partial,
+                pt,
+                "mpg_v1",
+                seed as u32,
+                Some(&progress(&[(0, -500.0), (3000, -9.0)], 1.0, 1.0)),
+                Some(&text),
+            );
+        }
+        let summary = write_report(&partial, &partial.join("out")).unwrap();
+        summary.tables[0]
+            .rows
+            .iter()
+            .map(|r| r.display.clone())
+            .collect()
+    };
+    assert_eq!(labels(&[None, Some("first_action")]), ["MPG-v1"]);
+    assert_eq!(
+        labels(&[None, Some("all_actions")]),
+        [
+            "MPG-v1 [rollout_gradient=all_actions]",
+            "MPG-v1 [rollout_gradient=first_action]"
+        ]
+    );
+    // A config that no longer parses is compared as written: its missing key is `(unset)`.
+    fs::remove_dir_all(&partial).ok();
+    for (seed, text) in [
+        (
+            0,
+            format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nno_such_key = 1\n"),
+        ),
+        (
+            1,
+            format!(
+                "[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nrollout_gradient = \"first_action\"\n"
+            ),
+        ),
+    ] {
         write_run(
             &partial,
             pt,
@@ -498,12 +540,9 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
         .iter()
         .map(|r| r.display.as_str())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "MPG-v1 [rollout_gradient=(unset)]",
-            "MPG-v1 [rollout_gradient=first_action]"
-        ]
+    assert!(
+        names.iter().any(|n| n.contains("rollout_gradient=(unset)")),
+        "{names:?}"
     );
     fs::remove_dir_all(&root).ok();
     fs::remove_dir_all(&partial).ok();
