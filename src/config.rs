@@ -145,6 +145,22 @@ pub enum RolloutGradient {
     FirstAction,
 }
 
+/// What an unsquashed SAC sample (`algo.squash = false`) is in learning: the action the replay
+/// stores and the one the critic receives in the actor loss and the soft target. The
+/// environment clips what it applies either way. See `docs/design.md`, "SAC on path tracking:
+/// why it failed and the fix".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SacAction {
+    /// Clipped to the action bounds (what the environment applies). A coordinate outside the
+    /// bounds has zero gradient through Q, so once the mean has left the bounds and the
+    /// log-std sits at its clip, the policy gradient is exactly zero.
+    Clipped,
+    /// The raw Gaussian sample, as the reference code: the replay stores it and Q is fitted
+    /// and differentiated on it, so Q's extrapolation keeps a gradient outside the bounds.
+    Raw,
+}
+
 /// Where the n-step value targets of MPG-v1, n-step DPG and n-step ADP are rolled out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -265,6 +281,11 @@ pub struct AlgoConfig {
     /// SAC: squash the Gaussian with tanh into the action bounds.
     #[serde(default = "d_true")]
     pub squash: bool,
+    /// SAC without `squash`: the sample the replay stores and Q receives, `clipped` (default)
+    /// to the bounds or `raw` (the reference code). Ignored when `squash` (the squashed sample
+    /// is inside the bounds).
+    #[serde(default = "d_sac_action")]
+    pub sac_action: SacAction,
     /// Clip the bootstrap value of n-step targets to `[lo, hi]` (reference pendulum hack);
     /// absent: no clip.
     #[serde(default)]
@@ -522,6 +543,9 @@ fn d_rollout_grad() -> RolloutGradient {
 }
 fn d_value_target() -> ValueTarget {
     ValueTarget::Env
+}
+fn d_sac_action() -> SacAction {
+    SacAction::Clipped
 }
 fn d_target_noise() -> f64 {
     0.2
@@ -833,8 +857,10 @@ impl Config {
             "runtime.samples_per_insert",
             "must be ≥ 0",
         )?;
+        // The samples-per-insert bound paces the asynchronous buffers only.
         let start = a.warmup_samples.div_ceil(r.buffers.max(1)) as f64;
-        if r.samples_per_insert > 0.0 && r.samples_per_insert * start < a.batch_size as f64 {
+        let paced = r.mode != Mode::Serial && r.samples_per_insert > 0.0;
+        if paced && r.samples_per_insert * start < a.batch_size as f64 {
             bail!(
                 "invalid value for `runtime.samples_per_insert`: {} is so small that a buffer \
                  holding its warm-up share ({start} transitions) may not sample one batch of \

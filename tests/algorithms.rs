@@ -89,6 +89,7 @@ fn policy_gradients_match_finite_differences() {
         ("td3", &[]),
         ("sac", &[]),
         ("sac", &["algo.squash=false"]),
+        ("sac", &["algo.squash=false", "algo.sac_action=raw"]),
     ];
     for (algo, extra) in cases {
         let mut sets = vec!["network.hidden=[16, 16]", "algo.horizon=5"];
@@ -116,6 +117,31 @@ fn policy_gradients_match_finite_differences() {
                 "{algo} {extra:?}: analytic {analytic} vs numeric {numeric}"
             );
         }
+    }
+}
+
+#[test]
+fn unsquashed_sac_keeps_a_policy_gradient_outside_the_bounds_only_with_raw_actions() {
+    // The path-tracking failure (docs/design.md, "SAC on path tracking"): once the Gaussian
+    // mean is far outside the bounds and the log-std above its clip, a Q fed the clipped sample
+    // gives the policy exactly zero gradient, while a Q fed the raw sample does not. The
+    // output bias puts the means at +30 (bounds ±2) and the raw log-stds at +10 (clip 1).
+    for kernels in ["autodiff", "fused"] {
+        let grad = |action: &str| {
+            let sets = [
+                "network.hidden=[16, 16]".to_string(),
+                "algo.squash=false".to_string(),
+                format!("algo.sac_action={action}"),
+                format!("network.kernels=\"{kernels}\""),
+            ];
+            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+            let cfg = lqr_config("sac", &sets);
+            let (nets, mut p, obs) = setup(&cfg);
+            p.pi.update(|v| v[5] = vec![30.0, 10.0]);
+            nn::global_norm(&policy_grad(&nets, &cfg, &p, &obs, 0))
+        };
+        assert_eq!(grad("clipped"), 0.0, "{kernels}");
+        assert!(grad("raw") > 1e-4, "{kernels}");
     }
 }
 

@@ -1,6 +1,6 @@
 //! Configuration: errors name the key; overrides apply; the resolved config round-trips.
 
-use mixpg::config::{AlgoName, Config, RolloutGradient};
+use mixpg::config::{AlgoName, Config, RolloutGradient, SacAction};
 
 const MIN: &str = r#"
 [task]
@@ -22,6 +22,7 @@ fn defaults_are_the_papers() {
     assert_eq!(c.algo.batch_size, 256);
     assert_eq!(c.algo.horizon, 25);
     assert_eq!(c.algo.rollout_gradient, RolloutGradient::FirstAction);
+    assert_eq!(c.algo.sac_action, SacAction::Clipped);
     assert_eq!(c.train.eval_interval, 3000);
     assert_eq!(c.network.hidden, vec![256, 256]);
     assert_eq!(c.schedule_exponent(), 25);
@@ -57,6 +58,8 @@ fn bad_values_are_named() {
     assert!(e.contains("batch_size") || e.contains("-3"), "{e}");
     let e = err(MIN, &["gamma"]);
     assert!(e.contains("key=value"), "{e}");
+    let e = err(MIN, &["algo.sac_action=tanh"]);
+    assert!(e.contains("tanh") && e.contains("clipped"), "{e}");
 }
 
 #[test]
@@ -64,12 +67,14 @@ fn overrides_apply_and_resolved_config_round_trips() {
     let sets = vec![
         "algo.gamma=0.9".to_string(),
         "algo.rollout_gradient=all_actions".to_string(),
+        "algo.sac_action=raw".to_string(),
         "network.hidden=[32, 32]".to_string(),
         "train.seed=7".to_string(),
     ];
     let c = Config::from_toml_str(MIN, &sets).unwrap();
     assert_eq!(c.algo.gamma, 0.9);
     assert_eq!(c.algo.rollout_gradient, RolloutGradient::AllActions);
+    assert_eq!(c.algo.sac_action, SacAction::Raw);
     assert_eq!(c.network.hidden, vec![32, 32]);
     assert_eq!(c.train.seed, 7);
     let again = Config::from_toml_str(&c.to_toml(), &[]).unwrap();
@@ -96,4 +101,27 @@ fn shipped_configs_collect_as_the_reference() {
             assert_eq!(c.algo.collect_interval, 10, "{path}");
         }
     }
+}
+
+/// SAC squashes its Gaussian into the bounds on both tasks: unsquashed, its policy gradient
+/// vanishes once the mean leaves them (docs/design.md, "SAC on path tracking").
+#[test]
+fn shipped_sac_configs_squash() {
+    for task in ["path_tracking", "pendulum"] {
+        let path = format!("{}/configs/{task}/sac.toml", env!("CARGO_MANIFEST_DIR"));
+        let c = Config::load(std::path::Path::new(&path), &[]).unwrap();
+        assert!(c.algo.squash, "{path}");
+    }
+}
+
+#[test]
+fn serial_runs_ignore_the_asynchronous_rate_limit() {
+    // A warm-up of 4 transitions before batches of 256: fine in serial mode, where
+    // runtime.samples_per_insert paces nothing; the asynchronous buffers still check it.
+    let small = ["algo.warmup_samples=4", "algo.batch_size=256"].map(String::from);
+    Config::from_toml_str(MIN, &small).unwrap();
+    let mut sets = small.to_vec();
+    sets.push("runtime.mode=async".to_string());
+    let e = format!("{:#}", Config::from_toml_str(MIN, &sets).unwrap_err());
+    assert!(e.contains("runtime.samples_per_insert"), "{e}");
 }

@@ -1,5 +1,6 @@
-//! Fidelity fixes and reference-faithful options: SAC feeds Q the clipped (stored) actions,
-//! n-step value targets from the prior model, and the reference's reset-every-step collection.
+//! Fidelity fixes and reference-faithful options: unsquashed SAC feeds Q the actions it stores
+//! (clipped, or raw as the reference), n-step value targets from the prior model, and the
+//! reference's reset-every-step collection.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::path::Path;
 
 use common::{lqr_config, progress_without_timing, tempdir};
 use mixpg::algo::policy::{self, PolicyCtx};
-use mixpg::algo::{Agent, Learner, Nets, Params, PolicyNet, bptt, targets};
+use mixpg::algo::{Agent, Learner, Nets, Params, PolicyNet, act, bptt, targets};
 use mixpg::config::{CollectReset, Config};
 use mixpg::env::{StepOut, make_env, make_model, reset_after_collect, task_spec};
 use mixpg::nn::{self, plain_device, tensor2};
@@ -17,12 +18,16 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-/// SAC on path tracking (no tanh squashing), small networks, and 256 states from the
-/// simulator's initial distribution.
-fn sac_path_tracking() -> (Config, Nets, Params, Vec<f32>) {
+/// SAC on path tracking without tanh squashing (the reference's), the sample fed to Q as
+/// `sac_action` says, small networks, and 256 states from the simulator's initial distribution.
+fn sac_path_tracking(sac_action: &str) -> (Config, Nets, Params, Vec<f32>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/path_tracking/sac.toml");
-    let cfg = Config::load(&path, &["network.hidden=[16, 16]".to_string()]).unwrap();
-    assert!(!cfg.algo.squash);
+    let sets = [
+        "network.hidden=[16, 16]".to_string(),
+        "algo.squash=false".to_string(),
+        format!("algo.sac_action={sac_action}"),
+    ];
+    let cfg = Config::load(&path, &sets).unwrap();
     let spec = task_spec("path_tracking").unwrap();
     let nets = Nets::new(&cfg, &spec);
     let params = Agent::new(&nets, &cfg, &mut Pcg64Mcg::seed_from_u64(1)).params;
@@ -41,8 +46,17 @@ fn clipped(v: &[f32], low: &[f32], high: &[f32]) -> Vec<f32> {
 }
 
 #[test]
-fn sac_feeds_q_the_clipped_actions_it_stores() {
-    let (cfg, nets, p, obs) = sac_path_tracking();
+fn unsquashed_sac_feeds_q_the_actions_it_stores() {
+    for sac_action in ["clipped", "raw"] {
+        sac_feeds_q(sac_action);
+    }
+}
+
+/// The actor loss and the soft target of unsquashed SAC feed Q the clipped sample
+/// (`"clipped"`) or the raw one (`"raw"`), and `algo::act` stores the same.
+fn sac_feeds_q(sac_action: &str) {
+    let (cfg, nets, p, obs) = sac_path_tracking(sac_action);
+    let clip = sac_action == "clipped";
     let spec = &nets.spec;
     let (n, o, d) = (obs.len() / spec.obs_dim, spec.obs_dim, spec.act_dim);
     let dev = plain_device();
@@ -94,33 +108,47 @@ fn sac_feeds_q_the_clipped_actions_it_stores() {
     );
     let smp = g.sample(p.pi.frozen(), s, tensor2(noise(7), n, d, &dev));
     let raw = nn::to_vec(smp.action);
-    let stored = clipped(&raw, &spec.action_low, &spec.action_high);
-    let outside = raw.iter().zip(&stored).filter(|(a, b)| a != b).count();
+    let bounded = clipped(&raw, &spec.action_low, &spec.action_high);
+    let outside = raw.iter().zip(&bounded).filter(|(a, b)| a != b).count();
     assert!(
         outside > n / 10,
         "too few samples outside the bounds ({outside}) to test"
     );
-    let logp = nn::to_vec(smp.log_prob);
-    let q = min_q(&obs, stored.clone());
-    let expected: f32 = logp.iter().zip(&q).map(|(l, q)| alpha * l - q).sum::<f32>() / n as f32;
-    let unclipped_q = min_q(&obs, raw);
-    let unclipped: f32 = logp
+    // What `algo::act` stores for the same noise (it draws it first from its RNG).
+    let stored = act(
+        &nets,
+        &p.pi,
+        &obs,
+        Some(0.0),
+        &mut Pcg64Mcg::seed_from_u64(7),
+    );
+    let want = if clip { &bounded } else { &raw };
+    let close = stored
         .iter()
-        .zip(&unclipped_q)
-        .map(|(l, q)| alpha * l - q)
-        .sum::<f32>()
-        / n as f32;
+        .zip(want)
+        .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0));
+    assert!(
+        close && stored.len() == want.len(),
+        "{sac_action}: stored actions"
+    );
+    let (fed, other) = if clip { (bounded, raw) } else { (raw, bounded) };
+    let logp = nn::to_vec(smp.log_prob);
+    let value = |a: Vec<f32>| -> f32 {
+        let q = min_q(&obs, a);
+        logp.iter().zip(&q).map(|(l, q)| alpha * l - q).sum::<f32>() / n as f32
+    };
+    let (expected, not_fed) = (value(fed), value(other));
     let got = nn::scalar(loss);
     assert!(
         (got - expected).abs() < 1e-5 * expected.abs().max(1.0),
-        "{got} vs {expected}"
+        "{sac_action}: {got} vs {expected}"
     );
     assert!(
-        (unclipped - expected).abs() > 1e-4,
+        (not_fed - expected).abs() > 1e-4,
         "clipping must matter in this test"
     );
 
-    // Target: r̃ + γ (min Q'(s', clip(a')) − α log π(a'|s')), here with s' = s and r = 0.
+    // Target: r̃ + γ (min Q'(s', a'_fed) − α log π(a'|s')), here with s' = s and r = 0.
     let b = HostBatch {
         len: n,
         obs: obs.clone(),
@@ -134,14 +162,19 @@ fn sac_feeds_q_the_clipped_actions_it_stores() {
     let y = targets::one_step(&nets, &cfg, &p, &b, &mut Pcg64Mcg::seed_from_u64(9));
     let s2 = tensor2(obs.clone(), n, o, &dev);
     let smp = g.sample(p.pi.frozen(), s2, tensor2(noise(9), n, d, &dev));
-    let a2 = clipped(&nn::to_vec(smp.action), &spec.action_low, &spec.action_high);
+    let a2 = nn::to_vec(smp.action);
+    let a2 = if clip {
+        clipped(&a2, &spec.action_low, &spec.action_high)
+    } else {
+        a2
+    };
     let q2 = min_q_target(&obs, a2);
     let gamma = cfg.algo.gamma as f32;
     for ((y, q), l) in y.iter().zip(&q2).zip(nn::to_vec(smp.log_prob)) {
         let want = gamma * (q - alpha * l);
         assert!(
             (y - want).abs() < 1e-5 * want.abs().max(1.0),
-            "{y} vs {want}"
+            "{sac_action}: {y} vs {want}"
         );
     }
 }

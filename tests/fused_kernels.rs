@@ -446,15 +446,16 @@ fn assert_scalar_close(what: &str, a: f64, b: f64) {
 
 /// (file, algo, extra overrides) of every algorithm with a data-driven or SAC part; MPG in
 /// both readings of eq. (6).
-const CASES: [(&str, &str, &str); 8] = [
-    ("td3", "ddpg", ""),
-    ("td3", "td3", ""),
-    ("ndpg", "ndpg", ""),
-    ("sac", "sac", "algo.learn_alpha=true"),
-    ("sac", "sac", "algo.squash=false"),
-    ("mpg_v1", "mpg_v1", "algo.rollout_gradient=\"all_actions\""),
-    ("mpg_v2", "mpg_v2", "algo.rollout_gradient=\"first_action\""),
-    ("mpg_v2", "mpg_v2", "algo.rollout_gradient=\"all_actions\""),
+const CASES: [(&str, &str, &[&str]); 9] = [
+    ("td3", "ddpg", &[]),
+    ("td3", "td3", &[]),
+    ("ndpg", "ndpg", &[]),
+    ("sac", "sac", &["algo.learn_alpha=true"]),
+    ("sac", "sac", &["algo.squash=false"]),
+    ("sac", "sac", &["algo.squash=false", "algo.sac_action=raw"]),
+    ("mpg_v1", "mpg_v1", &["algo.rollout_gradient=all_actions"]),
+    ("mpg_v2", "mpg_v2", &["algo.rollout_gradient=first_action"]),
+    ("mpg_v2", "mpg_v2", &["algo.rollout_gradient=all_actions"]),
 ];
 
 #[test]
@@ -462,10 +463,9 @@ fn targets_critic_and_policy_gradients_match_autodiff_on_both_tasks() {
     for task in TASKS {
         let b = task_batch(task);
         for (file, algo, extra) in CASES {
-            let extra: Vec<&str> = [extra].into_iter().filter(|e| !e.is_empty()).collect();
             let what = format!("{task} {algo} {extra:?}");
-            let cfg_a = task_config(task, file, algo, "autodiff", &extra);
-            let cfg_f = task_config(task, file, algo, "fused", &extra);
+            let cfg_a = task_config(task, file, algo, "autodiff", extra);
+            let cfg_f = task_config(task, file, algo, "fused", extra);
             let (mut la, mut lf) = (learner(task, &cfg_a), learner(task, &cfg_f));
             let p = distinct_params(&la.nets, &cfg_a);
             let ta = la.targets(&p, b.clone()).unwrap();
@@ -512,20 +512,34 @@ fn targets_critic_and_policy_gradients_match_autodiff_on_both_tasks() {
 
 #[test]
 fn action_selection_matches_autodiff_on_both_tasks() {
+    let cases: [(&str, &[&str]); 4] = [
+        ("td3", &[]),
+        ("sac", &[]),
+        ("sac", &["algo.squash=false"]),
+        ("sac", &["algo.squash=false", "algo.sac_action=raw"]),
+    ];
     for task in TASKS {
         let b = task_batch(task);
-        for (file, algo) in [("td3", "td3"), ("sac", "sac")] {
-            let cfg_a = task_config(task, file, algo, "autodiff", &[]);
-            let cfg_f = task_config(task, file, algo, "fused", &[]);
+        for (algo, extra) in cases {
+            let cfg_a = task_config(task, algo, algo, "autodiff", extra);
+            let cfg_f = task_config(task, algo, algo, "fused", extra);
             let spec = task_spec(task).unwrap();
             let (na, nf) = (Nets::new(&cfg_a, &spec), Nets::new(&cfg_f, &spec));
             let p = distinct_params(&na, &cfg_a);
             for explore in [None, Some(0.3)] {
+                let what = format!("{task} {algo} {extra:?} act {explore:?}");
                 let mut ra = Pcg64Mcg::seed_from_u64(9);
                 let mut rf = Pcg64Mcg::seed_from_u64(9);
                 let a = act(&na, &p.pi, &b.obs, explore, &mut ra);
                 let f = act(&nf, &p.pi, &b.obs, explore, &mut rf);
-                assert_close(&format!("{task} {algo} act {explore:?}"), &f, &a);
+                assert_close(&what, &f, &a);
+                // Only a raw SAC sample may leave the bounds (the environment clips it); these
+                // parameters put some of it outside.
+                let outside = a.iter().enumerate().any(|(i, x)| {
+                    let d = i % spec.act_dim;
+                    *x < spec.action_low[d] || *x > spec.action_high[d]
+                });
+                assert_eq!(outside, na.raw_sample && explore.is_some(), "{what}");
             }
         }
     }

@@ -259,12 +259,19 @@ fn table_values_by_hand() {
         ]
     );
     assert!(md.contains("## Skipped runs"));
+    // Below each algorithm's rows, the paper's, in italics.
+    assert!(
+        md.contains(
+            "| *MPG-v1 (paper, 100k)* | 5 | *-3.73 ± 1.16* | – | *3000 ± 0* | *9000 ± 4898* |"
+        ),
+        "{md}"
+    );
     assert!(!md.contains("| DDPG |"));
 
     let csv = fs::read_to_string(out.join("table1.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 7 + 4 * 4 + 2);
+    assert_eq!(header.len(), 7 + 4 * 4 + 4);
     assert_eq!(
         &header[..8],
         [
@@ -292,6 +299,7 @@ fn table_values_by_hand() {
     // The final returns -8, -60, -4 (the last evaluation of each seed).
     assert_eq!(r[col("final_mean")], "-24");
     assert!((r[col("final_ci95")].parse::<f64>().unwrap() - 77.606_943).abs() < 1e-5);
+    assert_eq!((r[col("iterations")], r[col("variant")]), ("12000", ""));
     let t = rows.iter().find(|r| r[1] == "td3").unwrap();
     assert_eq!((t[col("reach_1_mean")], t[col("reach_1_seeds")]), ("", "0"));
     let sac = rows.iter().find(|r| r[1] == "sac").unwrap();
@@ -454,6 +462,15 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
         md.contains("| MPG-v1 [rollout_gradient=first_action] |"),
         "{md}"
     );
+    // table1.csv names the algorithm and the variant in columns of their own.
+    let csv = fs::read_to_string(root.join("out/table1.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(rows[0].starts_with("path_tracking,mpg_v1,"), "{csv}");
+    assert!(
+        rows[0].ends_with(",3000,rollout_gradient=all_actions")
+            && rows[1].ends_with(",3000,rollout_gradient=first_action"),
+        "{csv}"
+    );
     // Each variant has its own colour in every figure.
     let grouped = mixpg::report::group_runs(mixpg::report::load_runs(&root).unwrap().runs);
     let colors = mixpg::report::plots::Colors::new(&grouped);
@@ -461,11 +478,53 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
     assert_eq!(keys.len(), 2);
     assert_ne!(colors.of(keys[0]), colors.of(keys[1]));
 
-    // A key present in some configs only still separates the runs (never silently mixed).
+    // A key missing from a config counts as its default: a run written before the key existed
+    // (or one that leaves it out) joins the runs that spell the default out, and is labelled by
+    // the default where another run differs.
     let partial = scratch("variants-partial");
-    for (seed, reading) in [(0, None), (1, Some("first_action"))] {
-        let extra = reading.map_or(String::new(), |r| format!("rollout_gradient = \"{r}\"\n"));
-        let text = format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\n{extra}");
+    let labels = |readings: &[Option<&str>]| -> Vec<String> {
+        fs::remove_dir_all(&partial).ok();
+        for (seed, reading) in readings.iter().enumerate() {
+            let extra = reading.map_or(String::new(), |r| format!("rollout_gradient = \"{r}\"\n"));
+            let text = format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\n{extra}");
+            write_run(
+                &partial,
+                pt,
+                "mpg_v1",
+                seed as u32,
+                Some(&progress(&[(0, -500.0), (3000, -9.0)], 1.0, 1.0)),
+                Some(&text),
+            );
+        }
+        let summary = write_report(&partial, &partial.join("out")).unwrap();
+        summary.tables[0]
+            .rows
+            .iter()
+            .map(|r| r.display.clone())
+            .collect()
+    };
+    assert_eq!(labels(&[None, Some("first_action")]), ["MPG-v1"]);
+    assert_eq!(
+        labels(&[None, Some("all_actions")]),
+        [
+            "MPG-v1 [rollout_gradient=all_actions]",
+            "MPG-v1 [rollout_gradient=first_action]"
+        ]
+    );
+    // A config that no longer parses is compared as written: its missing key is `(unset)`.
+    fs::remove_dir_all(&partial).ok();
+    for (seed, text) in [
+        (
+            0,
+            format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nno_such_key = 1\n"),
+        ),
+        (
+            1,
+            format!(
+                "[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\nrollout_gradient = \"first_action\"\n"
+            ),
+        ),
+    ] {
         write_run(
             &partial,
             pt,
@@ -481,12 +540,9 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
         .iter()
         .map(|r| r.display.as_str())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "MPG-v1 [rollout_gradient=(unset)]",
-            "MPG-v1 [rollout_gradient=first_action]"
-        ]
+    assert!(
+        names.iter().any(|n| n.contains("rollout_gradient=(unset)")),
+        "{names:?}"
     );
     fs::remove_dir_all(&root).ok();
     fs::remove_dir_all(&partial).ok();

@@ -14,7 +14,6 @@ use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
 use super::{Nets, Params, PolicyNet};
-use crate::env::TaskSpec;
 use crate::nn::{GaussianTape, MlpTape, ParamSet};
 
 /// Reusable buffers of the fused computations.
@@ -46,10 +45,16 @@ fn with_workspace<R>(f: impl FnOnce(&mut Workspace) -> R) -> R {
     })
 }
 
-/// `act` clipped to the task's action bounds into `out` (SAC feeds Q what the replay stores).
-fn clip_into(spec: &TaskSpec, act: &[f32], out: &mut Vec<f32>) {
+/// SAC's sample `act` as Q receives it into `out`: clipped to the task's action bounds, or
+/// unchanged with [`Nets::raw_sample`] (SAC feeds Q what the replay stores; [`Nets::q_action`]).
+fn q_action_into(nets: &Nets, act: &[f32], out: &mut Vec<f32>) {
+    let spec = &nets.spec;
     let d = spec.act_dim;
     out.clear();
+    if nets.raw_sample {
+        out.extend_from_slice(act);
+        return;
+    }
     out.extend(
         act.iter()
             .enumerate()
@@ -151,9 +156,10 @@ pub fn data_actor_grad(nets: &Nets, p: &Params, obs: &[f32], weight: f32) -> (Ve
     })
 }
 
-/// SAC's actor loss `mean[α log π(a|s) − min_i Q_i(s, clip(a))]`, `a ~ π` reparameterised: the
-/// policy gradient, the loss and `mean log π` (for the temperature gradient). Draws the noise
-/// from `rng` exactly as the autodiff path.
+/// SAC's actor loss `mean[α log π(a|s) − min_i Q_i(s, clip(a))]` (the raw `a` with
+/// [`Nets::raw_sample`]), `a ~ π` reparameterised: the policy gradient, the loss and
+/// `mean log π` (for the temperature gradient). Draws the noise from `rng` exactly as the
+/// autodiff path.
 pub fn sac_actor_grad(
     nets: &Nets,
     p: &Params,
@@ -170,7 +176,7 @@ pub fn sac_actor_grad(
         w.noise
             .extend((0..batch * d).map(|_| rng.sample::<f32, _>(StandardNormal)));
         g.sample_host(p.pi.values(), obs, &w.noise, batch, &mut w.gauss);
-        clip_into(&nets.spec, w.gauss.action(), &mut w.clipped);
+        q_action_into(nets, w.gauss.action(), &mut w.clipped);
         let a = &w.clipped;
         let q1 = nets.q.forward_host(p.q1.values(), obs, a, batch, &mut w.q1);
         let q2 = match &p.q2 {
@@ -200,7 +206,7 @@ pub fn sac_actor_grad(
                 .backward_host(q2.values(), &w.q2, &w.d_q2, None, None, Some(&mut w.d_act2));
             w.d_act.iter_mut().zip(&w.d_act2).for_each(|(x, y)| *x += y);
         }
-        // The clip passes the gradient inside the bounds only.
+        // The clip passes the gradient inside the bounds only (a raw sample is never clipped).
         for ((g, a), c) in w.d_act.iter_mut().zip(w.gauss.action()).zip(&w.clipped) {
             if a != c {
                 *g = 0.0;
@@ -239,7 +245,8 @@ pub fn target_q(nets: &Nets, p: &Params, obs: &[f32], act: &[f32], single: bool)
     })
 }
 
-/// SAC's soft value `min_i Q_i'(s', clip(a')) − α log π(a'|s')`, `a' ~ π(·|s')` with noise `eps`.
+/// SAC's soft value `min_i Q_i'(s', clip(a')) − α log π(a'|s')` (the raw `a'` with
+/// [`Nets::raw_sample`]), `a' ~ π(·|s')` with noise `eps`.
 pub fn sac_target_value(nets: &Nets, p: &Params, obs: &[f32], eps: &[f32]) -> Vec<f32> {
     let PolicyNet::Gauss(g) = &nets.policy else {
         unreachable!("SAC has a Gaussian policy")
@@ -249,7 +256,7 @@ pub fn sac_target_value(nets: &Nets, p: &Params, obs: &[f32], eps: &[f32]) -> Ve
     let (act, log_prob) = with_workspace(|w| {
         g.sample_host(p.pi.values(), obs, eps, batch, &mut w.gauss);
         let mut act = Vec::with_capacity(w.gauss.action().len());
-        clip_into(&nets.spec, w.gauss.action(), &mut act);
+        q_action_into(nets, w.gauss.action(), &mut act);
         (act, w.gauss.log_prob().to_vec())
     });
     let mut v = target_q(nets, p, obs, &act, false);

@@ -25,7 +25,7 @@ use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{AlgoName, Config, NoiseUnits, ValueTarget};
+use crate::config::{AlgoName, Config, NoiseUnits, SacAction, ValueTarget};
 use crate::env::{Env, ModelTape, PriorModel, Task, TaskSpec, Termination, check_model};
 use crate::nn::{
     self, Adam, DetPolicy, GaussianPolicy, Kernels, ParamSet, QNet, device, plain_device, tensor2,
@@ -75,6 +75,9 @@ pub struct Nets {
     /// multiplied by: 1 (`algo.noise_units = "action"`) or the box's half-width
     /// (`"normalized"`).
     pub noise_scale: Vec<f32>,
+    /// SAC keeps its unsquashed sample raw (`algo.sac_action = "raw"`, `algo.squash = false`):
+    /// [`act`] returns it unclipped for the replay, and Q receives it unclipped.
+    pub raw_sample: bool,
 }
 
 impl Nets {
@@ -108,6 +111,19 @@ impl Nets {
                 NoiseUnits::Action => vec![1.0; spec.act_dim],
                 NoiseUnits::Normalized => spec.action_half(),
             },
+            raw_sample: cfg.algo.name == AlgoName::Sac
+                && !cfg.algo.squash
+                && cfg.algo.sac_action == SacAction::Raw,
+        }
+    }
+
+    /// SAC's sample as Q receives it: clipped to the task's bounds (differentiable inside
+    /// them), or unchanged with [`Nets::raw_sample`].
+    pub fn q_action(&self, sample: Tensor<2>) -> Tensor<2> {
+        if self.raw_sample {
+            sample
+        } else {
+            clip_to_bounds(&self.spec, sample)
         }
     }
 
@@ -635,7 +651,7 @@ fn critic_grad_autodiff(nets: &Nets, q: &ParamSet, tb: &TargetBatch) -> (Vec<Vec
 
 /// Actions for a batch of observations with the policy snapshot `pi`: deterministic, or with
 /// exploration (Gaussian noise for deterministic policies, a sample for SAC), clipped to the
-/// bounds.
+/// bounds (SAC's sample is left raw with [`Nets::raw_sample`]; the environment clips it).
 pub fn act(
     nets: &Nets,
     pi: &ParamSet,
@@ -674,6 +690,9 @@ pub fn act(
             v
         }
     };
+    if nets.raw_sample && explore.is_some() {
+        return out;
+    }
     for (i, x) in out.iter_mut().enumerate() {
         let d = i % a;
         *x = x.clamp(nets.spec.action_low[d], nets.spec.action_high[d]);

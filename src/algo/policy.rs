@@ -5,7 +5,7 @@
 //!   BPTT (n-step ADP);
 //! - mixed `w_data J_0 + w_model J_H` with the weights of eqs. (10)–(11) (MPG);
 //! - SAC's `E[α log π(a|s) − min_i Q_i(s, clip(a))]`, `a ~ π` reparameterised, Q fed the
-//!   action clipped to the bounds as stored.
+//!   action clipped to the bounds as stored (the raw `a` with `algo.sac_action = "raw"`).
 //!
 //! The Q networks are frozen constants here; only the policy's parameters are tracked.
 
@@ -14,7 +14,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-use super::{Nets, Params, PolicyNet, bptt, clip_to_bounds, fused, schedule::mpg_weights};
+use super::{Nets, Params, PolicyNet, bptt, fused, schedule::mpg_weights};
 use crate::config::{AlgoName, Config, RolloutGradient};
 use crate::env::PriorModel;
 use crate::nn::{self, Kernels, plain_device, tensor2};
@@ -62,7 +62,7 @@ pub fn loss(
             let (n, d) = (s.dims()[0], nets.spec.act_dim);
             let eps: Vec<f32> = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
             let smp = g.sample(pi, s.clone(), tensor2(eps, n, d, &plain_device()));
-            let a_q = clip_to_bounds(&nets.spec, smp.action);
+            let a_q = nets.q_action(smp.action);
             let q1 = nets.q.forward(p.q1.frozen(), s.clone(), a_q.clone());
             let q = match &p.q2 {
                 Some(q2) => q1.min_pair(nets.q.forward(q2.frozen(), s, a_q)),

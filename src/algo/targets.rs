@@ -13,7 +13,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-use super::{Nets, Params, PolicyNet, clip_to_bounds, fused};
+use super::{Nets, Params, PolicyNet, fused};
 use crate::config::{AlgoName, Config};
 use crate::env::{Env, ModelTape, PriorModel, StepOut, Termination, check_env, check_model};
 use crate::nn::{self, Kernels, plain_device, tensor2};
@@ -192,7 +192,8 @@ fn with_tail(
 /// - TD3: the same with target-policy smoothing noise, clipped, and the action clipped to the
 ///   bounds;
 /// - DDPG: `Q1'(s', π'(s'))`;
-/// - SAC: `min_i Q_i'(s', clip(a')) − α log π(a'|s')` with `a' ~ π(·|s')`.
+/// - SAC: `min_i Q_i'(s', clip(a')) − α log π(a'|s')` with `a' ~ π(·|s')` (the raw `a'`
+///   with `algo.sac_action = "raw"`).
 pub fn one_step(
     nets: &Nets,
     cfg: &Config,
@@ -278,8 +279,7 @@ fn one_step_values_autodiff(
         (AlgoName::Sac, PolicyNet::Gauss(g)) => {
             let eps: Vec<f32> = (0..b.len * a).map(|_| rng.sample(StandardNormal)).collect();
             let smp = g.sample(p.pi.frozen(), s2.clone(), tensor2(eps, b.len, a, &dev));
-            min_q(clip_to_bounds(&nets.spec, smp.action))
-                .sub(smp.log_prob.mul_scalar(p.alpha() as f32))
+            min_q(nets.q_action(smp.action)).sub(smp.log_prob.mul_scalar(p.alpha() as f32))
         }
         (AlgoName::Td3, policy) => {
             let act = nn::to_vec(policy.act(p.pi_t.frozen(), s2.clone()));

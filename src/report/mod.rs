@@ -30,6 +30,7 @@
 //! read, no valid run remains, or an output file cannot be written.
 
 pub mod bias;
+pub mod paper;
 pub mod plots;
 pub mod stats;
 pub mod table;
@@ -357,7 +358,7 @@ fn load_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Run, String> {
         let text = std::fs::read_to_string(&cfg_path)
             .map_err(|e| format!("cannot read config.toml: {e}"))?;
         let (t, a) = parse_config(&text).map_err(|e| format!("config.toml: {e}"))?;
-        if let Ok(table) = text.parse::<toml::Table>() {
+        if let Ok(table) = effective_config(&text).parse::<toml::Table>() {
             flatten_config("", &table, &mut config);
         }
         if path_task.as_deref().and_then(Task::from_name).is_some()
@@ -410,6 +411,14 @@ fn load_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Run, String> {
     })
 }
 
+/// A run's config with every key this version knows, its default where the file has none, so
+/// that runs written before a key existed compare equal to runs that spell out its default.
+/// Text that no longer parses as a config is compared as written.
+fn effective_config(text: &str) -> String {
+    crate::config::Config::from_toml_str(text, &[])
+        .map_or_else(|_| text.to_string(), |c| c.to_toml())
+}
+
 /// `section.key = value` for every leaf of a TOML table (inline tables and arrays are kept
 /// whole, strings unquoted).
 fn flatten_config(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
@@ -442,8 +451,9 @@ const NOT_A_VARIANT: [&str; 6] = [
 ];
 
 /// The variant label of each run of one algorithm: the config keys that differ between the
-/// runs that have a `config.toml` (other than the seed and bookkeeping keys; a key missing
-/// from one config counts as a different value, `(unset)`), as `key=value, ...`, each key
+/// runs that have a `config.toml` (other than the seed and bookkeeping keys; keys are compared
+/// with their defaults filled in, and a key missing from one config that does not parse as a
+/// config counts as a different value, `(unset)`), as `key=value, ...`, each key
 /// named by its last component unless two differing keys share it. Runs without a config are
 /// compared on nothing: their label is empty. Empty when all agree.
 pub fn variant_labels(runs: &[Run]) -> Vec<String> {

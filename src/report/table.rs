@@ -23,15 +23,22 @@
 //! | MPG-v1 | 5 | **-3.73 ± 1.16** | -4.10 ± 1.52 | **3000 ± 0** | 9000 ± 4898 | 11000 ± 7483 (4/5) | – |
 //! ```
 //!
+//! Below each algorithm's rows (its variants too), the paper's own row for it, in italics
+//! (path tracking and the pendulum; [`super::paper`]).
+//!
 //! `table1.csv`: one row per (task, algorithm), columns
 //! `task,algo,algorithm,n_seeds,perf_mean,perf_ci95,perf_std,` then for `j = 1..=4`
 //! `goal_j,reach_j_mean,reach_j_ci95,reach_j_seeds` (`reach_j_seeds` = number of seeds that
-//! reached goal `j`), then `final_mean,final_ci95` (the last evaluation return of each seed).
+//! reached goal `j`), then `final_mean,final_ci95` (the last evaluation return of each seed),
+//! `iterations` (the runs' length: the last evaluation iteration, the largest over the seeds)
+//! and `variant` (for runs of one algorithm whose configs differ, the differing `key=value`s, e.g.
+//! `collect_reset=every_step`; empty for none). `algo` is the algorithm key without the variant.
 //! Undefined values (CI with fewer than 2 values, goal never reached) are
 //! empty cells; numbers are written with full precision.
 
 use std::fmt::Write as _;
 
+use super::paper::{PaperRow, paper_row};
 use super::stats::{MeanCi, mean_ci};
 use super::{Run, SkippedRun, Task, algo_display_name};
 
@@ -74,6 +81,22 @@ pub struct AlgoRow {
     pub final_return: MeanCi,
     /// One entry per goal of the task.
     pub reach: Vec<GoalReach>,
+    /// The runs' length: the last evaluation iteration (the largest over the seeds).
+    pub iterations: u64,
+}
+
+impl AlgoRow {
+    /// The algorithm key without its variant label (`mpg_v1`).
+    pub fn base_algo(&self) -> &str {
+        self.algo.split_once(" [").map_or(&self.algo, |(b, _)| b)
+    }
+
+    /// The variant label (`collect_reset=every_step`), empty for none.
+    pub fn variant(&self) -> &str {
+        self.algo
+            .split_once(" [")
+            .map_or("", |(_, v)| v.strip_suffix(']').unwrap_or(v))
+    }
 }
 
 /// Table I block of one task.
@@ -133,6 +156,11 @@ pub fn task_table(task: Task, algos: &[(String, Vec<Run>)]) -> TaskTable {
                 final_return: mean_ci(&final_returns),
                 final_returns,
                 reach,
+                iterations: runs
+                    .iter()
+                    .filter_map(|r| r.evals.last().map(|e| e.0))
+                    .max()
+                    .unwrap_or(0),
             }
         })
         .collect();
@@ -218,7 +246,7 @@ pub fn render_markdown(
                     .min_by(f64::total_cmp)
             })
             .collect();
-        for r in &t.rows {
+        for (i, r) in t.rows.iter().enumerate() {
             let n = r.seeds.len();
             let _ = write!(
                 md,
@@ -233,6 +261,13 @@ pub fn render_markdown(
                 let _ = write!(md, " {} |", bold(fmt_reach(g, n), is_best));
             }
             md.push('\n');
+            let last_of_algo = t
+                .rows
+                .get(i + 1)
+                .is_none_or(|next| next.base_algo() != r.base_algo());
+            if let Some(p) = paper_row(t.task.name(), r.base_algo()).filter(|_| last_of_algo) {
+                md.push_str(&paper_markdown_row(p, t.goals.len()));
+            }
         }
     }
     if !skipped.is_empty() {
@@ -248,6 +283,25 @@ pub fn render_markdown(
         }
     }
     md
+}
+
+/// The paper's row of an algorithm, in italics below the algorithm's own rows.
+fn paper_markdown_row(p: &PaperRow, goals: usize) -> String {
+    let cell = |(m, ci): (f64, f64), digits: usize| format!("*{m:.digits$} ± {ci:.digits$}*");
+    let mut row = format!(
+        "| *{} (paper, 100k)* | 5 | {} | – |",
+        algo_display_name(p.algo),
+        cell(p.performance, 2)
+    );
+    for j in 0..goals {
+        let _ = write!(
+            row,
+            " {} |",
+            p.reach[j].map_or("–".to_string(), |c| cell(c, 0))
+        );
+    }
+    row.push('\n');
+    row
 }
 
 /// Quote a CSV field if it contains a comma, quote or newline.
@@ -275,14 +329,14 @@ pub fn render_csv(tables: &[TaskTable]) -> String {
             ",goal_{j},reach_{j}_mean,reach_{j}_ci95,reach_{j}_seeds"
         );
     }
-    csv.push_str(",final_mean,final_ci95\n");
+    csv.push_str(",final_mean,final_ci95,iterations,variant\n");
     for t in tables {
         for r in &t.rows {
             let _ = write!(
                 csv,
                 "{},{},{},{},{},{},{}",
                 t.task.name(),
-                csv_field(&r.algo),
+                csv_field(r.base_algo()),
                 csv_field(&r.display),
                 r.seeds.len(),
                 r.performance.mean,
@@ -304,7 +358,14 @@ pub fn render_csv(tables: &[TaskTable]) -> String {
                     None => csv.push_str(",,,,"),
                 }
             }
-            let _ = writeln!(csv, ",{},{}", r.final_return.mean, opt(r.final_return.ci95));
+            let _ = writeln!(
+                csv,
+                ",{},{},{},{}",
+                r.final_return.mean,
+                opt(r.final_return.ci95),
+                r.iterations,
+                csv_field(r.variant())
+            );
         }
     }
     csv
