@@ -73,3 +73,18 @@ fn soft_update_is_polyak_averaging() {
     // The tensor cache follows the values.
     assert_eq!(nn::to_vec(target.frozen()[0].clone()), vec![0.25, 0.5]);
 }
+
+#[test]
+fn global_norm_is_the_plain_sum_on_every_length() {
+    for n in [0usize, 1, 7, 8, 9, 1000, 68353] {
+        let a: Vec<f32> = (0..n).map(|i| (i * 37 % 101) as f32 * 0.01 - 0.5).collect();
+        let g = vec![a, vec![0.5; 3]];
+        let plain = g
+            .iter()
+            .flatten()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>();
+        let plain = plain.sqrt() as f32;
+        assert!((nn::global_norm(&g) - plain).abs() <= 1e-6 * plain, "{n}");
+    }
+}
