@@ -5,12 +5,14 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use mixpg::algo::{Agent, Learner, Nets};
 use mixpg::config::Config;
 use mixpg::env::{Task, lookup, make_model, task_spec};
 use mixpg::replay::ReplayBuffer;
 use mixpg::runtime::AsyncTrainer;
+use mixpg::runtime::asynchronous::LearnerGroup;
 use mixpg::runtime::roles::{
     ActorCore, BufferCore, Experience, LearnerCore, Optimizer, RuntimeCounters, Snapshot,
     TaggedGrads, WorkerStream, batch_from_bytes, batch_to_bytes, replay_from_bytes,
@@ -340,4 +342,46 @@ fn step_wise_run_resumes_with_the_thread_runtime() {
     let s = t.run().unwrap();
     assert_eq!(s.iterations, 0);
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_learner_group_answers_rounds_with_gradients_of_the_version_it_holds() {
+    let c = cfg(&["algo.batch_reuse=1"]);
+    let snap = snapshot(&c, 5, 3);
+    let err = LearnerGroup::start(&c, &task(&c), 0, 1, snap.clone(), 4).err();
+    assert!(
+        format!("{err:?}").contains("at least one learner thread"),
+        "{err:?}"
+    );
+    let group = LearnerGroup::start(&c, &task(&c), 2, 1, snap.clone(), 8).unwrap();
+    assert_eq!(group.version(), 3);
+    let mut actor = ActorCore::new(&c, &task(&c), 1, 2, &snap).unwrap();
+    let mut buf = BufferCore::new(&c, task(&c).spec(), None, 3).unwrap();
+    let mut feed = |n: usize| {
+        for _ in 0..n {
+            let batch = loop {
+                match buf.try_sample() {
+                    Some(b) => break b,
+                    None => buf.insert(&actor.collect().unwrap()),
+                }
+            };
+            group.feed(batch).unwrap();
+        }
+    };
+    // One gradient per batch: four batches, four gradients, all of version 3.
+    feed(4);
+    let grads = group.round(None, 4, Duration::from_secs(120)).unwrap();
+    assert_eq!(grads.len(), 4);
+    assert!(grads.iter().all(|g| g.version == 3));
+    // A newer version is taken up by the round that carries it; later gradients use it.
+    let idle = group
+        .round(Some(snapshot(&c, 6, 9)), 0, Duration::ZERO)
+        .unwrap();
+    assert!(idle.is_empty());
+    assert_eq!(group.version(), 9);
+    feed(2);
+    let grads = group.round(None, 2, Duration::from_secs(120)).unwrap();
+    assert_eq!(grads.len(), 2);
+    assert!(grads.iter().all(|g| g.version == 9));
+    assert_eq!(group.feed_len(), 0);
 }

@@ -124,10 +124,12 @@ def main() -> None:
                 cpu.append(s["driver_cpu_ms_per_update"])
                 rate.append(s["updates_per_s"])
                 stale.append(s["staleness_mean"])
+                q = np.percentile(s["staleness"], [50, 90])
                 size.append(s["gradients_per_round_mean"])
                 print(f"repeat {r}: driver CPU {cpu[-1]:.3f} ms/update, {rate[-1]:.0f} "
                       f"updates/s, {size[-1]:.1f} gradients/round, staleness mean "
-                      f"{stale[-1]:.1f} max {s['staleness_max']}", flush=True)
+                      f"{stale[-1]:.1f} median {q[0]:.0f} p90 {q[1]:.0f} max {s['staleness_max']}",
+                      flush=True)
     finally:
         ray.shutdown()
         cluster.shutdown()

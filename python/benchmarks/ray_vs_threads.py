@@ -59,6 +59,7 @@ def main() -> None:
             "algo.buffer_capacity=100000", f"runtime.learners={a.learners}",
             f"runtime.learners_per_group={a.learners}", "runtime.learner_groups=1", *a.set]
     threads, rays, transfer, compute, stale_t, stale_r = [], [], [], [], [], []
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="mixpg-ray-bench-") as tmp:
         for r in range(a.repeats):
             out = Path(tmp) / f"threads{r}"
@@ -79,7 +80,8 @@ def main() -> None:
     med = statistics.median
     ratio = med(rays) / med(threads)
     print(f"\nMPG on path tracking, {a.learners} learners, {n} iterations x {a.repeats} "
-          f"repeats ({time.strftime('%Y-%m-%d')}), medians:")
+          f"repeats ({time.strftime('%Y-%m-%d %H:%M')}, load average at start {load[0]:.2f} "
+          f"on {os.cpu_count()} CPUs), medians:")
     print("| runtime | updates/s | staleness (mean) | transfer / round | round |")
     print("| --- | ---: | ---: | ---: | ---: |")
     print(f"| threads | {med(threads):.1f} | {med(stale_t):.2f} | – | – |")

@@ -64,6 +64,9 @@ PLACEMENT_TIMEOUT_S = 300.0
 CONNECT_TIMEOUT_S = 10.0
 #: A round pending this long makes the driver check that its group's node is alive, seconds.
 STALL_S = 2.0
+#: A round pending this long on a live node is given up and sent again, seconds (Ray can lose
+#: a task sent to a group while it restarts; a round itself waits at most ROUND_WAIT_S).
+ROUND_TIMEOUT_S = 15.0
 #: Longest wait for a result before the driver re-checks the stop flag, seconds.
 POLL_S = 0.02
 #: Ray settings of a local Ray this module starts: task arguments and results up to 2 MiB
@@ -499,14 +502,25 @@ class _Driver:
 
     def _check_stalled_groups(self) -> None:
         """Rounds pending longer than :data:`STALL_S`: is their node still there? (A group
-        whose node died may wait for a restart Ray cannot place.) At most once a second."""
+        whose node died may wait for a restart Ray cannot place.) A round pending longer than
+        :data:`ROUND_TIMEOUT_S` on a live node is given up and sent again. At most once a
+        second."""
         now = time.perf_counter()
         if now - self.node_checked < 1.0:
             return
         self.node_checked = now
         for i, busy in enumerate(self.group_busy):
-            if busy and now - self.group_sent_at[i] > STALL_S:
-                self._node_lost(i, None)
+            pending = now - self.group_sent_at[i]
+            if not busy or pending <= STALL_S or self._node_lost(i, None):
+                continue
+            if pending > ROUND_TIMEOUT_S:
+                for ref in [r for r, (kind, g, _) in self.pending.items()
+                            if kind == "round" and g == i]:
+                    del self.pending[ref]
+                self.group_busy[i] = False
+                self._forget(("learner group", i))
+                self.log(f"learner group #{i} did not answer a round within "
+                         f"{ROUND_TIMEOUT_S:g} s; sending it another")
 
     # -- results ----------------------------------------------------------------------------
     def _collect_results(self) -> None:
@@ -533,6 +547,15 @@ class _Driver:
                 if kind != "round":
                     raise
                 self._node_lost(i, e, gone=True)
+                continue
+            except self.ray.exceptions.ObjectLostError as e:
+                # The result was stored on a node that has left: nothing to apply.
+                if kind == "round" and self._node_lost(i, e):
+                    continue
+                role = ("learner group", i) if kind == "round" else ("actor", i)
+                self._forget(role)
+                self.log(f"the result of {role[0]} #{i} was lost ({type(e).__name__}); the "
+                         "run goes on")
                 continue
             except self.ray.exceptions.RayActorError as e:
                 self._died(kind, i, e)
