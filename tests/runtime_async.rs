@@ -106,6 +106,41 @@ fn gradient_reuse_applies_stale_gradients_instead_of_waiting() {
 }
 
 #[test]
+fn batch_reuse_never_repeats_a_gradient() {
+    // A batch's gradients come from successive parameter versions: the same batch and version
+    // would give the same gradient (the same critic loss) twice.
+    let dir = tempdir("batch-reuse");
+    let c = cfg(&[
+        "algo.batch_reuse=4",
+        "train.iterations=300",
+        "train.log_interval=1",
+    ]);
+    let t = AsyncTrainer::new(c, &dir).unwrap().quiet();
+    let (r, _) = run_bounded(t, Duration::from_secs(120));
+    r.unwrap();
+    let text = fs::read_to_string(dir.join("progress.csv")).unwrap();
+    let losses: Vec<&str> = text
+        .lines()
+        .skip(2)
+        .map(|l| l.split(',').nth(7).unwrap())
+        .filter(|q| !q.is_empty())
+        .collect();
+    assert!(
+        losses.len() >= 250,
+        "{} rows with a critic loss",
+        losses.len()
+    );
+    let distinct: std::collections::HashSet<&str> = losses.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        losses.len(),
+        "{} repeated gradients",
+        losses.len() - distinct.len()
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn more_learners_than_cores_does_not_deadlock() {
     let dir = tempdir("six");
     let c = cfg(&[

@@ -385,3 +385,33 @@ fn a_learner_group_answers_rounds_with_gradients_of_the_version_it_holds() {
     assert!(grads.iter().all(|g| g.version == 9));
     assert_eq!(group.feed_len(), 0);
 }
+
+#[test]
+fn a_learner_group_never_uses_a_batch_twice_with_one_version() {
+    // The same batch and parameters give the same gradient: with batch reuse, a thread makes
+    // a batch's next gradient only once newer parameters arrive.
+    let c = cfg(&[
+        "algo.batch_reuse=3",
+        "runtime.round_gradients_per_learner=1",
+    ]);
+    let snap = snapshot(&c, 5, 3);
+    let group = LearnerGroup::start(&c, &task(&c), 1, 1, snap.clone(), 8).unwrap();
+    let mut buf = filled_buffer(&c, &snap);
+    group.feed(buf.try_sample().unwrap()).unwrap();
+    let first = group.round(None, 1, Duration::from_secs(120)).unwrap();
+    assert_eq!(first.len(), 1);
+    // No newer version: no second gradient of the kept batch (it would repeat the first).
+    let repeat = group.round(None, 1, Duration::from_millis(500)).unwrap();
+    assert!(
+        repeat.is_empty(),
+        "the batch was used again with version 3: {} more gradients",
+        repeat.len()
+    );
+    // A newer version: the kept batch's next gradient, with it.
+    let next = group
+        .round(Some(snapshot(&c, 6, 4)), 1, Duration::from_secs(120))
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].version, 4);
+    assert_ne!(next[0].grads.stats.q_loss, first[0].grads.stats.q_loss);
+}

@@ -1,9 +1,20 @@
 //! The learner thread: a [`LearnerCore`] fed by a batch source, refreshing its parameters from
 //! a variable source before each gradient. The thread runtime wires it to its experience and
 //! gradient queues; a [`super::LearnerGroup`] to its own feed and gradient channel.
+//!
+//! Batch reuse (`algo.batch_reuse`) computes a batch's targets once and its gradients with
+//! successive parameter versions, never twice with the same one: the same batch and the same
+//! parameters give the same gradient, which applied twice is one step taken twice. A learner
+//! keeps up to `kept` batches; when each of them has had a gradient at the current version, it
+//! takes a fresh batch while it holds fewer than `kept`, and otherwise waits for newer
+//! parameters. The thread runtime keeps one (its optimizer publishes a version per update); a
+//! learner group keeps `runtime.round_gradients_per_learner`, the gradients each of its threads
+//! makes per round, since its parameters change only once per round.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -13,10 +24,22 @@ use super::snapshot::VariableSource;
 use super::transport::{
     BatchSource, ChannelBatchSource, ChannelGradientSink, GradientSink, Polled,
 };
+use crate::algo::TargetBatch;
 use crate::config::{Config, FaultTarget};
 use crate::env::Task;
 use crate::runtime::roles::LearnerCore;
 use crate::runtime::roles::WorkerStream;
+
+/// How long a learner whose kept batches all have a gradient at the current parameter version
+/// sleeps before it looks for a newer version.
+const VERSION_WAIT: Duration = Duration::from_micros(250);
+
+/// A batch with its targets, the gradients it has left and the parameter version of its last.
+struct KeptBatch {
+    targets: TargetBatch,
+    left: usize,
+    version: u64,
+}
 
 /// What a learner thread is connected to: its parameters, batches, gradients, stop flag and
 /// the counters it adds its gradients to.
@@ -33,23 +56,30 @@ pub(super) struct LearnerWorker {
     core: LearnerCore,
     links: LearnerLinks,
     batch_reuse: usize,
+    /// Batches whose reuse is not used up, oldest first; at most `max_kept`.
+    kept: VecDeque<KeptBatch>,
+    max_kept: usize,
     /// The gradient made non-finite (a test fault, `runtime.inject_panic = "learner:ID:STEP:nan"`).
     poison_at: Option<u64>,
 }
 
 impl LearnerWorker {
-    /// A learner of `cfg` on `task` seeded with `seed`, computing from `links.params`.
+    /// A learner of `cfg` on `task` seeded with `seed`, computing from `links.params` and
+    /// keeping up to `max_kept` batches for reuse (see the module docs).
     pub(super) fn new(
         cfg: &Config,
         task: &Task,
         seed: u64,
         links: LearnerLinks,
+        max_kept: usize,
         poison_at: Option<u64>,
     ) -> Result<Self> {
         Ok(Self {
             core: LearnerCore::new(cfg, task, seed, &links.params.latest())?,
             links,
             batch_reuse: cfg.algo.batch_reuse,
+            kept: VecDeque::with_capacity(max_kept),
+            max_kept: max_kept.max(1),
             poison_at,
         })
     }
@@ -70,7 +100,7 @@ impl LearnerWorker {
             stats: sh.stats.clone(),
         };
         let seed = sh.seed(WorkerStream::Learner, id, inc);
-        Self::new(&sh.cfg, &sh.task, seed, links, poison_at)
+        Self::new(&sh.cfg, &sh.task, seed, links, 1, poison_at)
     }
 
     fn sync(&mut self) {
@@ -82,29 +112,44 @@ impl LearnerWorker {
 
 impl Worker for LearnerWorker {
     fn step(&mut self) -> Result<Flow> {
-        let batch = match self.links.source.next_batch(POLL) {
-            Polled::Item(b) => b,
-            Polled::Empty => return Ok(Flow::Continue),
-            Polled::Closed => return Ok(Flow::Stop),
-        };
         self.sync();
-        let tb = self.core.targets(batch)?;
-        for r in 0..self.batch_reuse {
-            if self.links.stop.load(Ordering::Relaxed) {
-                return Ok(Flow::Stop);
+        let version = self.core.version();
+        let mut kb = match self.kept.iter().position(|k| k.version != version) {
+            Some(i) => self
+                .kept
+                .remove(i)
+                .expect("a kept batch at the found index"),
+            None if self.kept.len() >= self.max_kept => {
+                std::thread::sleep(VERSION_WAIT);
+                return Ok(Flow::Continue);
             }
-            if r > 0 {
+            None => {
+                let batch = match self.links.source.next_batch(POLL) {
+                    Polled::Item(b) => b,
+                    Polled::Empty => return Ok(Flow::Continue),
+                    Polled::Closed => return Ok(Flow::Stop),
+                };
                 self.sync();
+                KeptBatch {
+                    targets: self.core.targets(batch)?,
+                    left: self.batch_reuse,
+                    version: u64::MAX,
+                }
             }
-            let made = self.core.made();
-            let mut g = self.core.gradient(&tb)?;
-            if self.poison_at == Some(made) {
-                g.grads.stats.q_loss = f64::NAN;
-            }
-            self.links.stats.grads.fetch_add(1, Ordering::Relaxed);
-            if !self.links.sink.send(g, &self.links.stop) {
-                return Ok(Flow::Stop);
-            }
+        };
+        let made = self.core.made();
+        let mut g = self.core.gradient(&kb.targets)?;
+        if self.poison_at == Some(made) {
+            g.grads.stats.q_loss = f64::NAN;
+        }
+        kb.left -= 1;
+        kb.version = g.version;
+        if kb.left > 0 {
+            self.kept.push_back(kb);
+        }
+        self.links.stats.grads.fetch_add(1, Ordering::Relaxed);
+        if !self.links.sink.send(g, &self.links.stop) {
+            return Ok(Flow::Stop);
         }
         Ok(Flow::Continue)
     }
