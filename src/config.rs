@@ -32,6 +32,9 @@ pub struct Config {
     /// Serial or asynchronous execution.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// The learned dynamics model (`task.model = "learned"`); ignored with a prior model.
+    #[serde(default, skip_serializing_if = "ModelConfig::is_default")]
+    pub model: ModelConfig,
 }
 
 /// Which task to learn and how its prior model is built.
@@ -52,6 +55,92 @@ pub struct TaskConfig {
     /// evaluation reports unscaled returns.
     #[serde(default = "d_reward_scale")]
     pub reward_scale: f64,
+    /// Which differentiable model the model-driven terms run through: `prior` (default, the
+    /// task's own model) or `learned` (an ensemble fitted to the replay, the `[model]` table).
+    #[serde(default, skip_serializing_if = "ModelKind::is_prior")]
+    pub model: ModelKind,
+}
+
+/// Where the model of the model-driven terms comes from (`task.model`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// The task's prior model (with its mismatch, `task.model_mismatch`).
+    #[default]
+    Prior,
+    /// An ensemble of MLPs fitted to the replay buffer (`[model]`).
+    Learned,
+}
+
+impl ModelKind {
+    fn is_prior(&self) -> bool {
+        *self == Self::Prior
+    }
+}
+
+/// How a policy gradient uses the learned ensemble (`model.member`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberChoice {
+    /// One member, drawn per policy gradient from the learner's seeded RNG.
+    #[default]
+    Random,
+    /// The mean of the members' predictions (their vector-Jacobian products averaged).
+    Mean,
+}
+
+/// The learned dynamics model (`[model]`, used with `task.model = "learned"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Ensemble members.
+    #[serde(default = "d_ensemble")]
+    pub ensemble: usize,
+    /// Hidden layer widths of each member (ELU).
+    #[serde(default = "d_model_hidden")]
+    pub hidden: Vec<usize>,
+    /// Adam learning rate of the fit.
+    #[serde(default = "d_model_lr")]
+    pub lr: f64,
+    /// Mini-batch size of the fit.
+    #[serde(default = "d_batch")]
+    pub batch: usize,
+    /// Fraction of the replay held out for early stopping and `model_error`.
+    #[serde(default = "d_holdout")]
+    pub holdout: f64,
+    /// Epochs without a held-out improvement before a member's fit stops.
+    #[serde(default = "d_patience")]
+    pub patience: usize,
+    /// Epochs (passes over the training split) per fit at most.
+    #[serde(default = "d_max_epochs")]
+    pub max_epochs: usize,
+    /// Gradient steps per member per fit at most (an epoch may end early at this cap).
+    #[serde(default = "d_max_steps")]
+    pub max_steps: usize,
+    /// Iterations between two fits (the first at iteration 0).
+    #[serde(default = "d_fit_every")]
+    pub fit_every: u64,
+    /// Transitions the model must have been fitted on before its term is used.
+    #[serde(default = "d_model_warmup")]
+    pub warmup_steps: u64,
+    /// `random` (default: one member per policy gradient) or `mean` (the ensemble mean).
+    #[serde(default)]
+    pub member: MemberChoice,
+    /// The longest `algo.horizon` allowed through the learned model.
+    #[serde(default = "d_max_horizon")]
+    pub max_horizon: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("model defaults")
+    }
+}
+
+impl ModelConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Algorithms.
@@ -481,6 +570,36 @@ impl FaultSpec {
     }
 }
 
+fn d_ensemble() -> usize {
+    5
+}
+fn d_model_hidden() -> Vec<usize> {
+    vec![200, 200]
+}
+fn d_model_lr() -> f64 {
+    1e-3
+}
+fn d_holdout() -> f64 {
+    0.2
+}
+fn d_patience() -> usize {
+    5
+}
+fn d_max_epochs() -> usize {
+    50
+}
+fn d_max_steps() -> usize {
+    1000
+}
+fn d_fit_every() -> u64 {
+    250
+}
+fn d_model_warmup() -> u64 {
+    1000
+}
+fn d_max_horizon() -> usize {
+    50
+}
 fn d_num_agents() -> usize {
     8
 }
@@ -870,6 +989,9 @@ impl Config {
                 a.batch_size as f64 / start
             );
         }
+        if t.model == ModelKind::Learned {
+            self.validate_learned()?;
+        }
         if let Some(text) = &r.inject_panic {
             let spec = FaultSpec::parse(text);
             check(
@@ -890,6 +1012,65 @@ impl Config {
                 "runtime.inject_panic",
                 &format!("id {} is out of range ({role_key}: {ids})", spec.id),
             )?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The refusals of `task.model = "learned"`; the error names the key.
+    fn validate_learned(&self) -> Result<()> {
+        let (a, m) = (&self.algo, &self.model);
+        if !a.name.needs_model() {
+            bail!(
+                "invalid value for `task.model`: \"learned\" fits a model for the model-driven \
+                 policy gradient, and algo.name = {:?} uses no model; use mpg_v1, mpg_v2 or nadp, \
+                 or leave task.model out",
+                a.name.as_str()
+            );
+        }
+        check(m.ensemble >= 1, "model.ensemble", "must be at least 1")?;
+        check(
+            !m.hidden.is_empty() && m.hidden.iter().all(|h| *h >= 1),
+            "model.hidden",
+            "needs at least one hidden layer, each at least 1 wide",
+        )?;
+        check(
+            m.lr.is_finite() && m.lr > 0.0,
+            "model.lr",
+            "must be positive",
+        )?;
+        check(m.batch >= 1, "model.batch", "must be at least 1")?;
+        check(
+            m.holdout > 0.0 && m.holdout < 1.0,
+            "model.holdout",
+            "must be in (0, 1)",
+        )?;
+        check(m.patience >= 1, "model.patience", "must be at least 1")?;
+        check(m.max_epochs >= 1, "model.max_epochs", "must be at least 1")?;
+        check(m.max_steps >= 1, "model.max_steps", "must be at least 1")?;
+        check(m.fit_every >= 1, "model.fit_every", "must be at least 1")?;
+        if a.horizon > m.max_horizon {
+            bail!(
+                "invalid value for `algo.horizon`: {} is longer than model.max_horizon = {} \
+                 allows through a learned model (its errors compound along the rollout); lower \
+                 algo.horizon or raise model.max_horizon",
+                a.horizon,
+                m.max_horizon
+            );
+        }
+        if self.runtime.mode != Mode::Serial {
+            bail!(
+                "invalid value for `runtime.mode`: task.model = \"learned\" runs in serial mode \
+                 only for now (the asynchronous and Ray runtimes do not fit or ship the model); \
+                 use runtime.mode = \"serial\""
+            );
+        }
+        if a.name.n_step_critic() && a.value_target == ValueTarget::Model {
+            bail!(
+                "invalid value for `algo.value_target`: \"model\" rolls n-step targets out in \
+                 the prior model, and task.model = \"learned\" has none; use \"env\" or \"replay\""
+            );
         }
         Ok(())
     }

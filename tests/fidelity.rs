@@ -326,12 +326,14 @@ fn progress_appends_the_diagnostics_columns() {
         ["iteration", "wall_s", "env_steps", "eval_return_mean"]
     );
     assert_eq!(
-        header[header.len() - 4..],
+        header[header.len() - 6..],
         [
             "terminated_frac",
             "q_grad_norm",
             "pi_grad_norm",
-            "model_error"
+            "model_error",
+            "model_disagreement",
+            "model_fit_ms"
         ]
     );
     let last: Vec<&str> = lines.last().unwrap().split(',').collect();
@@ -342,4 +344,6 @@ fn progress_appends_the_diagnostics_columns() {
     assert_eq!(value("terminated_frac"), 0.0, "LQR never terminates");
     assert!(value("q_grad_norm") > 0.0 && value("pi_grad_norm") > 0.0);
     assert!(value("model_error") > 0.0, "the mismatched LQR model errs");
+    let n = header.len();
+    assert_eq!(last[n - 2..], ["", ""], "a prior model is not fitted");
 }

@@ -78,6 +78,8 @@ TAGS = {
     "q_grad_norm": "diagnostics/q_grad_norm",
     "pi_grad_norm": "diagnostics/pi_grad_norm",
     "model_error": "diagnostics/model_error",
+    "model_disagreement": "diagnostics/model_disagreement",
+    "model_fit_ms": "time/model_fit_ms",
 }
 
 

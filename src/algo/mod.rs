@@ -12,6 +12,7 @@
 pub mod bias;
 pub mod bptt;
 pub mod fused;
+pub mod learned;
 pub mod policy;
 pub mod schedule;
 pub mod targets;
@@ -25,12 +26,15 @@ use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{AlgoName, Config, NoiseUnits, SacAction, ValueTarget};
+use crate::config::{
+    AlgoName, Config, MemberChoice, ModelKind, NoiseUnits, SacAction, ValueTarget,
+};
 use crate::env::{Env, ModelTape, PriorModel, Task, TaskSpec, Termination, check_model};
 use crate::nn::{
     self, Adam, DetPolicy, GaussianPolicy, Kernels, ParamSet, QNet, device, plain_device, tensor2,
 };
-use crate::replay::{HostBatch, NStepWindow};
+use crate::replay::{HostBatch, NStepWindow, ReplayBuffer};
+use learned::{FitStats, LearnedModel, Selection};
 
 /// The policy network of an algorithm.
 #[derive(Debug, Clone)]
@@ -391,6 +395,8 @@ pub struct Learner {
     /// The prior model (model-driven algorithms; the others report `model_error` with it when
     /// the task has one).
     model: Option<Box<dyn PriorModel>>,
+    /// The learned model (`task.model = "learned"`), which then takes the prior model's place.
+    learned: Option<LearnedModel>,
     /// Buffers of the fused BPTT gradient.
     bptt: bptt::Workspace,
     /// True simulator for n-step TD targets in the environment (`algo.value_target = "env"`).
@@ -411,16 +417,25 @@ impl Learner {
             nets,
             cfg: cfg.clone(),
             model,
+            learned: None,
             env,
             rng: Pcg64Mcg::seed_from_u64(seed),
             bptt: bptt::Workspace::default(),
         }
     }
 
+    /// The learner with the learned model `model` in place of a prior model.
+    pub fn with_learned(mut self, model: LearnedModel) -> Self {
+        self.model = None;
+        self.learned = Some(model);
+        self
+    }
+
     /// The learner of `cfg` on `task`: the task's prior model when it has one (the
     /// model-driven terms and `model_error`; the exact model with `task.model_mismatch =
-    /// false`), its true environment seeded with `env_seed` when n-step targets are rolled out
-    /// there, and its RNG seeded with `seed`.
+    /// false`) or, with `task.model = "learned"`, a learned ensemble initialised from
+    /// `seed + 1`; its true environment seeded with `env_seed` when n-step targets are rolled
+    /// out there, and its RNG seeded with `seed`.
     pub fn for_task(
         nets: Nets,
         cfg: &Config,
@@ -429,17 +444,53 @@ impl Learner {
         seed: u64,
     ) -> Result<Self> {
         let mismatch = cfg.task.model_mismatch;
-        let has_model = if mismatch {
-            task.has_model()
-        } else {
-            task.has_exact_model()
-        };
+        let learned = cfg.task.model == ModelKind::Learned;
+        let has_model = !learned
+            && if mismatch {
+                task.has_model()
+            } else {
+                task.has_exact_model()
+            };
         let model = has_model.then(|| task.make_model(mismatch)).transpose()?;
         let env = match n_step_source(cfg) {
             Some(ValueTarget::Env) => Some(task.make_env(cfg.algo.batch_size, env_seed)?),
             _ => None,
         };
-        Ok(Self::new(nets, cfg, model, env, seed))
+        let learner = Self::new(nets, cfg, model, env, seed);
+        Ok(match learned {
+            true => {
+                let model = LearnedModel::new(task.spec(), &cfg.model, seed.wrapping_add(1));
+                learner.with_learned(model)
+            }
+            false => learner,
+        })
+    }
+
+    /// The learned model, if the learner has one.
+    pub fn learned(&self) -> Option<&LearnedModel> {
+        self.learned.as_ref()
+    }
+
+    /// Refit the learned model to `replay` when iteration `k` is a fit iteration
+    /// (`model.fit_every`); the fit's diagnostics, or `None` when nothing was fitted.
+    pub fn fit_model(&mut self, k: u64, replay: &ReplayBuffer) -> Option<FitStats> {
+        let every = self.cfg.model.fit_every;
+        let model = self.learned.as_mut()?;
+        k.is_multiple_of(every).then(|| model.fit(replay)).flatten()
+    }
+
+    /// Store the learned model (if any) in a checkpoint.
+    pub fn save_model(&self, ck: &mut Checkpoint) -> Result<()> {
+        self.learned
+            .as_ref()
+            .map_or(Ok(()), |m| m.save(ck, "learned_model"))
+    }
+
+    /// Restore the learned model (if any) saved by [`Learner::save_model`].
+    pub fn load_model(&mut self, ck: &Checkpoint) -> Result<()> {
+        self.learned
+            .as_mut()
+            .map_or(Ok(()), |m| m.load(ck, "learned_model"))
     }
 
     /// The learner's RNG (model noise, SAC noise), for checkpoints.
@@ -452,9 +503,13 @@ impl Learner {
         self.rng = rng;
     }
 
-    /// The prior model, if the learner has one.
+    /// The model of the model-driven terms, if the learner has one: the learned model, or
+    /// the prior model.
     pub fn model(&self) -> Option<&dyn PriorModel> {
-        self.model.as_deref()
+        match &self.learned {
+            Some(m) => Some(m),
+            None => self.model.as_deref(),
+        }
     }
 
     /// Compute the value targets of a fresh batch with the snapshot `p`; an error if the
@@ -479,13 +534,14 @@ impl Learner {
             Some(ValueTarget::Replay) => targets::n_step_replay(nets, cfg, p, &batch),
             None => targets::one_step(nets, cfg, p, &batch, &mut self.rng),
         };
-        let model_error = match self.model.as_deref() {
-            Some(m) => {
+        let model_error = match (&self.learned, self.model.as_deref()) {
+            (Some(m), _) => m.stats().map(|s| s.model_error),
+            (None, Some(m)) => {
                 let e = model_error(m, &batch);
                 check_model(m)?;
                 Some(e)
             }
-            None => None,
+            (None, None) => None,
         };
         Ok(TargetBatch {
             batch,
@@ -514,8 +570,22 @@ impl Learner {
             };
             (q(&p.q1), p.q2.as_ref().map(q))
         };
-        let (cfg, model, rng) = (&self.cfg, self.model.as_deref(), &mut self.rng);
+        // A learned model not yet warmed up: MPG follows its data-driven term alone, n-step
+        // ADP (model-driven only) makes no policy update.
+        let ready = self.learned.as_ref().is_none_or(LearnedModel::ready);
+        if let Some(m) = self.learned.as_mut().filter(|_| ready && policy_step) {
+            m.select(match self.cfg.model.member {
+                MemberChoice::Random => Selection::Member(self.rng.random_range(0..m.ensemble())),
+                MemberChoice::Mean => Selection::Mean,
+            });
+        }
+        let model: Option<&dyn PriorModel> = match &self.learned {
+            Some(m) => Some(m),
+            None => self.model.as_deref(),
+        };
+        let (cfg, rng) = (&self.cfg, &mut self.rng);
         let bptt = &self.bptt;
+        let policy_step = policy_step && (ready || nets.algo != AlgoName::Nadp);
         let mut actor = || {
             policy_step.then(|| {
                 let start = Instant::now();
@@ -526,7 +596,10 @@ impl Learner {
                     model,
                     bptt,
                 };
-                let out = policy::gradient(ctx, &tb.batch.obs, k, rng);
+                let out = match ready {
+                    true => policy::gradient(ctx, &tb.batch.obs, k, rng),
+                    false => policy::data_gradient(ctx, &tb.batch.obs),
+                };
                 (out, start.elapsed().as_secs_f64() * 1e3)
             })
         };

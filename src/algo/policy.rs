@@ -153,6 +153,28 @@ pub fn gradient(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -> Poli
     }
 }
 
+/// The gradient of the data-driven loss `−J_0` alone (MPG while its learned model warms up),
+/// on the kernels `network.kernels` selects.
+pub fn data_gradient(ctx: PolicyCtx, obs: &[f32]) -> PolicyOut {
+    let PolicyCtx { nets, p, .. } = ctx;
+    let (grads, j0) = match nets.kernels {
+        Kernels::Fused => fused::data_actor_grad(nets, p, obs, 1.0),
+        Kernels::Autodiff => {
+            let o = nets.spec.obs_dim;
+            let s = tensor2(obs.to_vec(), obs.len() / o, o, &plain_device());
+            let tracked = p.pi.track();
+            let j0 = data_return(nets, p, &tracked.leaves, s);
+            let value = nn::scalar(j0.clone().inner()) as f64;
+            (tracked.grads(&j0.neg().backward()), value)
+        }
+    };
+    PolicyOut {
+        grads,
+        loss: -j0,
+        log_alpha_grad: None,
+    }
+}
+
 /// The temperature gradient `d/d log α` of `−log α · (E log π + target_entropy)`, when learned.
 fn log_alpha_grad(ctx: PolicyCtx, mean_log_prob: f64) -> Option<f32> {
     let a = &ctx.cfg.algo;

@@ -18,6 +18,7 @@ use rand::RngCore;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::MlpTape;
 pub use autodiff_model::AutodiffModel;
 pub use task::{Task, lookup, register, registered};
 
@@ -292,6 +293,9 @@ pub struct ModelTape {
     /// termination; empty otherwise. With [`Termination::Absorbing`] a model rollout adds no
     /// reward or value after it.
     pub terminated: Vec<bool>,
+    /// Network activations of a model that is a network (a learned ensemble: one tape per
+    /// member the step ran); empty for other models.
+    pub nets: Vec<MlpTape>,
 }
 
 impl ModelTape {

@@ -332,7 +332,7 @@ multiversion! {
 
 /// Scratch buffers of a backward pass. Every tape has its own; a caller running many tapes'
 /// backward passes in turn (BPTT) shares one, which stays in cache.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Scratch {
     /// The gradient w.r.t. the network's output, set by the caller.
     grad: Vec<f32>,
@@ -374,7 +374,7 @@ impl Scratch {
 }
 
 /// Saved activations of one forward pass; reused between calls.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MlpTape {
     batch: usize,
     /// The scaled input `[batch, in]`.
@@ -386,6 +386,14 @@ pub struct MlpTape {
     /// The head's result (the action of a deterministic policy).
     head: Vec<f32>,
     scratch: RefCell<Scratch>,
+}
+
+impl std::fmt::Debug for MlpTape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlpTape")
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MlpTape {

@@ -23,6 +23,10 @@ pub(super) struct Accum {
     pub(super) pi_grad_norm: (f64, u64),
     #[serde(default)]
     pub(super) model_error: (f64, u64),
+    #[serde(default)]
+    pub(super) model_disagreement: (f64, u64),
+    #[serde(default)]
+    pub(super) model_fit_ms: (f64, u64),
 }
 
 impl Accum {
@@ -74,6 +78,8 @@ impl Accum {
             q_grad_norm: mean(self.q_grad_norm),
             pi_grad_norm: mean(self.pi_grad_norm),
             model_error: mean(self.model_error),
+            model_disagreement: mean(self.model_disagreement),
+            model_fit_ms: mean(self.model_fit_ms),
         }
     }
 }

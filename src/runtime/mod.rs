@@ -30,7 +30,7 @@ pub use evaluator::{EvalResult, evaluate};
 pub use saved_policy::SavedPolicy;
 pub use serial::Trainer;
 
-use crate::config::{Config, Mode, ValueTarget};
+use crate::config::{Config, Mode, ModelKind, ValueTarget};
 use crate::env::Task;
 use crate::nn::Kernels;
 
@@ -125,7 +125,8 @@ pub fn check_task(cfg: &Config, task: &Task) -> Result<()> {
     } else {
         task.has_exact_model()
     };
-    if algo.needs_model() && !has_model {
+    let learned = cfg.task.model == ModelKind::Learned;
+    if algo.needs_model() && !has_model && !learned {
         bail!(
             "algo.name = {:?} learns through a differentiable {model_kind}, and task `{}` has \
              none; give the task one, or use a model-free algorithm (td3, sac, ddpg, ndpg)",
@@ -133,7 +134,7 @@ pub fn check_task(cfg: &Config, task: &Task) -> Result<()> {
             spec.name
         );
     }
-    if algo.needs_model() && cfg.network.kernels == Kernels::Autodiff {
+    if algo.needs_model() && !learned && cfg.network.kernels == Kernels::Autodiff {
         let model = task.make_model(cfg.task.model_mismatch)?;
         if model.tensor().is_none() {
             bail!(

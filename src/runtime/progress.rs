@@ -12,7 +12,7 @@ use super::evaluator::EvalResult;
 use crate::checkpoint::write_atomic;
 
 /// The columns of `progress.csv`, in order.
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 19] = [
     "iteration",
     "wall_s",
     "env_steps",
@@ -30,6 +30,8 @@ pub const COLUMNS: [&str; 17] = [
     "q_grad_norm",
     "pi_grad_norm",
     "model_error",
+    "model_disagreement",
+    "model_fit_ms",
 ];
 
 /// One row; `None` cells are written empty.
@@ -68,8 +70,13 @@ pub struct Row {
     /// Mean global norm of the policy gradient before clipping since the previous row.
     pub pi_grad_norm: Option<f64>,
     /// Mean RMS error of the prior model's one-step prediction on the replayed batches since
-    /// the previous row.
+    /// the previous row (a learned model: its held-out error at its last fit).
     pub model_error: Option<f64>,
+    /// Mean disagreement of the learned ensemble (std of the members' next observations on
+    /// the held-out transitions of its last fit) since the previous row.
+    pub model_disagreement: Option<f64>,
+    /// Mean wall time of the learned model's fits since the previous row, ms.
+    pub model_fit_ms: Option<f64>,
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -97,6 +104,8 @@ impl Row {
             cell(self.q_grad_norm),
             cell(self.pi_grad_norm),
             cell(self.model_error),
+            cell(self.model_disagreement),
+            cell(self.model_fit_ms),
         ]
         .join(",")
     }

@@ -198,7 +198,14 @@ impl Trainer {
     fn run_locked(&mut self) -> Result<()> {
         if let Some(m) = self.learner.model().filter(|_| !self.core.quiet) {
             let name = &self.core.task.spec().name;
-            eprintln!("task {name}: prior model runs as a {}", m.path().describe());
+            match self.learner.learned() {
+                Some(l) => eprintln!(
+                    "task {name}: learned model, an ensemble of {} MLPs fitted to the replay \
+                     (fused kernels)",
+                    l.ensemble()
+                ),
+                None => eprintln!("task {name}: prior model runs as a {}", m.path().describe()),
+            }
         }
         let n = self.core.cfg.train.iterations;
         let start = Instant::now();
@@ -310,6 +317,12 @@ impl Trainer {
         if k.is_multiple_of(self.core.cfg.algo.collect_interval) {
             self.collect(self.core.cfg.algo.collect_steps)?;
         }
+        if let Some(s) = self.learner.fit_model(k, &self.replay) {
+            push(&mut self.core.acc.model_fit_ms, s.fit_ms);
+        }
+        if let Some(s) = self.learner.learned().and_then(|m| m.stats()) {
+            push(&mut self.core.acc.model_disagreement, s.disagreement);
+        }
         let t0 = Instant::now();
         if self.reuse_left == 0 || self.cached.is_none() {
             let (n, rng) = (self.core.cfg.algo.batch_size, &mut self.replay_rng);
@@ -350,6 +363,7 @@ impl Trainer {
         ck.set_json("rng/collect", &self.collect_rng)?;
         ck.set_json("rng/replay", &self.replay_rng)?;
         ck.set_json("rng/learner", self.learner.rng())?;
+        self.learner.save_model(&mut ck)?;
         self.replay.save_to(&mut ck, "replay");
         self.core.save(&ck)
     }
@@ -360,6 +374,7 @@ impl Trainer {
         self.collect_rng = ck.json("rng/collect")?;
         self.replay_rng = ck.json("rng/replay")?;
         self.learner.set_rng(ck.json("rng/learner")?);
+        self.learner.load_model(ck)?;
         let (o, a) = (self.core.nets.spec.obs_dim, self.core.nets.spec.act_dim);
         self.replay =
             ReplayBuffer::restore_from(ck, "replay", self.core.cfg.algo.buffer_capacity, o, a)?;

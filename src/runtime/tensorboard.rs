@@ -25,7 +25,7 @@ use crate::config::Config;
 
 /// The TensorBoard tag of each `progress.csv` column after `iteration` (which is the step),
 /// in column order.
-pub const TAGS: [(&str, &str); 16] = [
+pub const TAGS: [(&str, &str); 18] = [
     ("wall_s", "time/wall_s"),
     ("env_steps", "env/steps"),
     ("eval_return_mean", "eval/return_mean"),
@@ -42,6 +42,8 @@ pub const TAGS: [(&str, &str); 16] = [
     ("q_grad_norm", "diagnostics/q_grad_norm"),
     ("pi_grad_norm", "diagnostics/pi_grad_norm"),
     ("model_error", "diagnostics/model_error"),
+    ("model_disagreement", "diagnostics/model_disagreement"),
+    ("model_fit_ms", "time/model_fit_ms"),
 ];
 
 /// The tag of the resolved config (a text summary).
@@ -52,7 +54,7 @@ const PREFIX: &str = "events.out.tfevents.";
 
 /// The values of a row's columns after `iteration`, in the order of [`TAGS`] (`None`: an
 /// empty cell, not written).
-fn values(row: &Row) -> [Option<f64>; 16] {
+fn values(row: &Row) -> [Option<f64>; 18] {
     [
         Some(row.wall_s),
         Some(row.env_steps as f64),
@@ -70,6 +72,8 @@ fn values(row: &Row) -> [Option<f64>; 16] {
         row.q_grad_norm,
         row.pi_grad_norm,
         row.model_error,
+        row.model_disagreement,
+        row.model_fit_ms,
     ]
 }
 
@@ -380,6 +384,8 @@ mod tests {
             q_grad_norm: Some(14.0),
             pi_grad_norm: Some(15.0),
             model_error: Some(16.0),
+            model_disagreement: Some(17.0),
+            model_fit_ms: Some(18.0),
         };
         let csv: Vec<Option<f64>> = row
             .to_csv()

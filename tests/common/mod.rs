@@ -55,13 +55,13 @@ pub fn tempdir(name: &str) -> std::path::PathBuf {
     d
 }
 
-/// The rows of a progress.csv with the timing columns (wall_s, pg_time_ms, update_time_ms)
-/// blanked, for comparisons across runs.
+/// The rows of a progress.csv with the timing columns (wall_s, pg_time_ms, update_time_ms,
+/// model_fit_ms) blanked, for comparisons across runs.
 pub fn progress_without_timing(path: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let timing: Vec<usize> = ["wall_s", "pg_time_ms", "update_time_ms"]
+    let timing: Vec<usize> = ["wall_s", "pg_time_ms", "update_time_ms", "model_fit_ms"]
         .iter()
         .map(|c| header.iter().position(|h| h == c).unwrap())
         .collect();
