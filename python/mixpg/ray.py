@@ -170,9 +170,7 @@ def _roles(ray):
             self.node = ray.get_runtime_context().get_node_id()
             self.threads = settings["learners_per_group"] or _node_cpus(ray, self.node)
             self.min_gradients = settings["round_gradients_per_learner"] * self.threads
-            # Batches held: one in hand per thread plus what two rounds use up.
-            self.feed_target = self.threads + -(-2 * self.min_gradients //
-                                                settings["batch_reuse"])
+            self.feed_target = feed_target(settings, self.threads)
             self.args = (config_toml, self.threads, seed)
             self.route = random.Random(seed)
             self.buffers = buffers
@@ -231,6 +229,17 @@ def _roles(ray):
                 self.core.feed(batch)
 
     return ray.remote(Actor), ray.remote(Buffer), ray.remote(LearnerGroup)
+
+
+def feed_target(settings: dict, threads: int) -> int:
+    """Batches a learner group of ``threads`` threads keeps sampled ahead: its share of
+    ``runtime.experience_queue``, the batches the thread runtime's learners have sampled ahead
+    (how old the replay they learn from is matters to MPG-v1: docs/design.md), and at least one
+    in hand per thread plus what two rounds use up."""
+    groups = max(1, settings["learner_groups"])
+    per_round = settings["round_gradients_per_learner"] * threads
+    return max(-(-settings["experience_queue"] // groups),
+               threads + -(-2 * per_round // settings["batch_reuse"]))
 
 
 def _node_cpus(ray, node_id: str) -> int:

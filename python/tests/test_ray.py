@@ -491,3 +491,21 @@ def test_bad_input_is_a_clear_error(tmp_path, path_config):
     p = subprocess.run([sys.executable, "-m", "mixpg.ray", "resume", "--run",
                         str(tmp_path / "nothing")], capture_output=True, text=True)
     assert p.returncode == 1 and p.stderr.startswith("error:"), p.stderr
+
+
+def test_a_learner_group_keeps_its_share_of_the_experience_queue_sampled_ahead(tmp_path,
+                                                                               path_config):
+    # As the thread runtime's learners draw from runtime.experience_queue batches sampled
+    # ahead, the groups together keep as many in their feeds (docs/design.md: how old the
+    # replay is that MPG-v1 learns from decides whether it swings).
+    from mixpg import _native
+
+    opt = _native.Optimizer(str(path_config), str(tmp_path / "run"), None, None,
+                            ["runtime.experience_queue=96", "runtime.learner_groups=2"])
+    s = opt.settings()
+    assert s["experience_queue"] == 96 and s["learner_groups"] == 2
+    assert mray.feed_target(s, 2) == 48
+    # Never fewer than one batch in hand per thread plus two rounds' worth.
+    s["experience_queue"] = 1
+    rounds = 2 * s["round_gradients_per_learner"] * 2 // s["batch_reuse"]
+    assert mray.feed_target(s, 2) == 2 + rounds

@@ -249,6 +249,7 @@ impl Optimizer {
             "round_gradients_per_learner",
             cfg.runtime.round_gradients_per_learner,
         )?;
+        d.set_item("experience_queue", cfg.runtime.experience_queue)?;
         d.set_item("iterations", cfg.train.iterations)?;
         d.set_item("seed", cfg.train.seed)?;
         d.set_item("collect_interval", cfg.algo.collect_interval)?;
