@@ -485,3 +485,31 @@ fn bad_learned_model_settings_are_refused_before_training() {
     let back = Config::from_toml_str(&cfg.to_toml(), &[]).unwrap();
     assert_eq!(back, cfg);
 }
+
+#[test]
+fn analyze_bias_runs_through_the_learned_model_of_each_checkpoint() {
+    let dir = tempdir("learned-bias");
+    let mut sets = RUN.to_vec();
+    sets.extend([
+        "train.iterations=60",
+        "train.checkpoint_interval=30",
+        "train.keep_checkpoints=5",
+        "train.eval_interval=30",
+    ]);
+    let cfg = lqr_config("mpg_v1", &sets);
+    Trainer::new(cfg, &dir).unwrap().quiet().run().unwrap();
+    let opts = mixpg::analysis::BiasOptions {
+        horizons: vec![0, 5],
+        states: 16,
+        reference_horizon: 30,
+        seed: 1,
+    };
+    let rows = mixpg::analysis::analyze_bias(&dir, &opts, &dir).unwrap();
+    let iterations: Vec<u64> = rows.iter().map(|r| r.iteration).collect();
+    assert_eq!(iterations, [30, 30, 30, 60, 60, 60]);
+    assert!(
+        rows.iter()
+            .all(|r| r.relative_bias.is_finite() && r.relative_bias > 0.0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
