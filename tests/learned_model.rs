@@ -513,3 +513,22 @@ fn analyze_bias_runs_through_the_learned_model_of_each_checkpoint() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_memory_estimate_counts_the_learned_model() {
+    let task = lookup("lqr").unwrap();
+    let part = |sets: &[&str], what: &str| {
+        let e = mixpg::runtime::limits::estimate(&lqr_config("mpg_v2", sets), &task).unwrap();
+        e.parts
+            .iter()
+            .find(|p| p.what.contains(what))
+            .unwrap()
+            .bytes
+    };
+    let (learned, mean) = ("task.model=\"learned\"", "model.member=\"mean\"");
+    assert_eq!(part(&[], "learned model"), 0.0);
+    assert!(part(&[learned], "learned model") > 20000.0 * 4.0 * 10.0);
+    let tape = "BPTT tape";
+    assert!(part(&[learned], tape) > part(&[], tape));
+    assert!(part(&[learned, mean], tape) > part(&[learned], tape));
+}
