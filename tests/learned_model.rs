@@ -532,3 +532,31 @@ fn the_memory_estimate_counts_the_learned_model() {
     assert!(part(&[learned], tape) > part(&[], tape));
     assert!(part(&[learned, mean], tape) > part(&[learned], tape));
 }
+
+#[test]
+fn on_an_absorbing_task_the_model_learns_where_episodes_terminate() {
+    // A 1-D task that terminates when the next position leaves [−1, 1]: s' = s + a.
+    let spec = TaskSpec::new("edge", 1, vec![-0.5], vec![0.5], 50);
+    assert_eq!(spec.termination, mixpg::env::Termination::Absorbing);
+    let mut rng = Pcg64Mcg::seed_from_u64(0);
+    let mut replay = ReplayBuffer::new(4000, 1, 1);
+    while replay.len() < 4000 {
+        let (s, a): (f32, f32) = (rng.random_range(-1.0..1.0), rng.random_range(-0.5..0.5));
+        let next = s + a;
+        replay.push(&[s], &[a], -s * s, &[next], next.abs() > 1.0, false);
+    }
+    let mut m = LearnedModel::new(&spec, &small_model_config(), 3);
+    let fit = m.fit(&replay).unwrap();
+    assert!(fit.model_error < 0.2 * fit.error_before, "{fit:?}");
+    for selection in [Selection::Member(0), Selection::Mean] {
+        m.select(selection);
+        let (s, a) = ([0.9f32, 0.0, -0.9, 0.95], [0.4f32, 0.0, -0.4, -0.3]);
+        let (mut next, mut rew, mut tape) = ([0.0; 4], [0.0; 4], ModelTape::default());
+        m.step_host(&s, &a, &[], &mut next, &mut rew, &mut tape);
+        assert_eq!(
+            tape.terminated,
+            [true, false, true, false],
+            "{selection:?}: {next:?}"
+        );
+    }
+}
