@@ -3,17 +3,20 @@
 //! part; also on the pendulum, `bptt_h25_pendulum`; both also with eq. (6)'s `first_action`
 //! reading, `…_first_action`, where only `a_0` carries `∇θ`), with the default fused kernels
 //! (`update_b256/…`) and with burn autodiff (`update_b256_autodiff/…`); the two BPTT updates on
-//! a two-thread pool (`update_b256_2threads/…`, `update_b256_2threads_autodiff/…`); and the ELU
-//! activation (ours vs burn's) forward+backward.
+//! a two-thread pool (`update_b256_2threads/…`, `update_b256_2threads_autodiff/…`); the H=25
+//! BPTT update through a learned model (`learned_model/…`: a 5-member ensemble of 2×200 MLPs,
+//! one member and the mean, next to the path-tracking prior model) and the model's fit per 1000
+//! transitions; and the ELU activation (ours vs burn's) forward+backward.
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use mixpg::algo::learned::{LearnedModel, Selection};
 use mixpg::algo::policy::{self, PolicyCtx};
 use mixpg::algo::{Agent, Learner, Nets, bptt};
-use mixpg::config::Config;
+use mixpg::config::{Config, ModelConfig};
 use mixpg::env::{PriorModel, make_model, task_spec};
 use mixpg::nn::{self, device, tensor2};
-use mixpg::replay::HostBatch;
+use mixpg::replay::{HostBatch, ReplayBuffer};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::ThreadPool;
@@ -207,6 +210,57 @@ fn bptt_group(c: &mut Criterion, group: &str, kernels: &str, pool: &ThreadPool) 
     g.finish();
 }
 
+/// The H = 25 BPTT update of n-step ADP on path tracking through the prior model and through a
+/// learned ensemble (5 members of 2×200, default `[model]`: one member, then the mean), and one
+/// epoch of the ensemble's fit on 1000 transitions, on `pool`.
+fn learned_group(c: &mut Criterion, pool: &ThreadPool) {
+    let mut rng = Pcg64Mcg::seed_from_u64(3);
+    let spec = task_spec("path_tracking").unwrap();
+    let mut g = c.benchmark_group("learned_model");
+    g.sample_size(20);
+    let prior = ["path_tracking", "nadp", "nadp", "fused"];
+    actor_bench(&mut g, "bptt_h25_prior", prior, pool, &mut rng);
+    for (name, selection) in [
+        ("bptt_h25_one_member", Selection::Member(0)),
+        ("bptt_h25_mean_of_5", Selection::Mean),
+    ] {
+        let mut model = LearnedModel::new(&spec, &ModelConfig::default(), 0);
+        model.select(selection);
+        let mut s = actor_setup(
+            config("path_tracking", "nadp", "nadp", "fused"),
+            "path_tracking",
+            &mut rng,
+        );
+        s.model = Box::new(model);
+        let workspace = bptt::Workspace::default();
+        g.bench_function(name, |bench| {
+            bench.iter(|| {
+                pool.install(|| {
+                    let out = policy::gradient(s.ctx(&workspace), &s.obs, 0, &mut rng);
+                    s.agent.pi_adam.apply(&mut s.agent.params.pi, &out.grads);
+                })
+            })
+        });
+    }
+    let (o, a) = (spec.obs_dim, spec.act_dim);
+    let mut replay = ReplayBuffer::new(1000, o, a);
+    while replay.len() < 1000 {
+        let mut row =
+            |d: usize| -> Vec<f32> { (0..d).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let (s, u, s2) = (row(o), row(a), row(o));
+        replay.push(&s, &u, -1.0, &s2, false, false);
+    }
+    let one_epoch = ModelConfig {
+        max_epochs: 1,
+        ..ModelConfig::default()
+    };
+    let mut model = LearnedModel::new(&spec, &one_epoch, 0);
+    g.bench_function("fit_1000_transitions_one_epoch", |bench| {
+        bench.iter(|| pool.install(|| model.fit(&replay)))
+    });
+    g.finish();
+}
+
 fn updates(c: &mut Criterion) {
     // One thread (burn-flex and the fused kernels use the current rayon pool: the global one
     // outside `install`), so the ratios compare the kernels and not the thread counts.
@@ -217,6 +271,7 @@ fn updates(c: &mut Criterion) {
     let one = pool(1);
     update_group(c, "update_b256", "fused", &one);
     update_group(c, "update_b256_autodiff", "autodiff", &one);
+    learned_group(c, &one);
     // Both cores: the fused BPTT splits the batch across them, burn's matmuls use them.
     let two = pool(2);
     bptt_group(c, "update_b256_2threads", "fused", &two);

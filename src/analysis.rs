@@ -9,11 +9,12 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use crate::algo::bias::{BiasSetup, gradient_bias};
+use crate::algo::learned::{CHECKPOINT_PREFIX, LearnedModel, Selection};
 use crate::algo::schedule::mpg_weights;
 use crate::algo::{Agent, Nets};
 use crate::checkpoint::Checkpoint;
-use crate::config::Config;
-use crate::env::{Task, lookup};
+use crate::config::{Config, ModelKind};
+use crate::env::{PriorModel, Task, lookup};
 use crate::replay::ReplayBuffer;
 use crate::report::bias::{BiasRow, plot_bias, write_bias_csv};
 use crate::runtime::rundir::checkpoints_newest_first;
@@ -51,7 +52,9 @@ pub fn analyze_bias(run: &Path, opts: &BiasOptions, out: &Path) -> Result<Vec<Bi
 }
 
 /// [`analyze_bias`] for a run of `task`, which needs an exact model of its simulator (the
-/// reference gradient runs through it).
+/// reference gradient runs through it). The model-driven gradients run through the run's prior
+/// model or, with `task.model = "learned"`, through the learned ensemble saved with each
+/// checkpoint (its mean).
 pub fn analyze_bias_task(
     run: &Path,
     task: &Task,
@@ -107,21 +110,37 @@ pub fn analyze_bias_task(
     let states = replay
         .sample(opts.states, &mut Pcg64Mcg::seed_from_u64(opts.seed))
         .obs;
-    let model = task.make_model(cfg.task.model_mismatch)?;
-    let exact = task.make_model(false)?;
-    let setup = BiasSetup {
-        nets: &nets,
-        cfg: &cfg,
-        model: model.as_ref(),
-        exact: exact.as_ref(),
-        states: &states,
-        reference_horizon: opts.reference_horizon,
-        seed: opts.seed,
+    // A learned model is the one saved with each checkpoint, taken as the ensemble mean.
+    let mut learned =
+        (cfg.task.model == ModelKind::Learned).then(|| LearnedModel::new(spec, &cfg.model, 0));
+    let prior = match learned {
+        Some(_) => None,
+        None => Some(task.make_model(cfg.task.model_mismatch)?),
     };
+    let exact = task.make_model(false)?;
     let mut agent = Agent::new(&nets, &cfg, &mut Pcg64Mcg::seed_from_u64(0));
     let mut rows = Vec::new();
     for (k, dir) in &ckpts {
-        agent.load(&Checkpoint::load(dir)?)?;
+        let ck = Checkpoint::load(dir)?;
+        agent.load(&ck)?;
+        if let Some(m) = learned.as_mut() {
+            m.load(&ck, CHECKPOINT_PREFIX)?;
+            m.select(Selection::Mean);
+        }
+        let model: &dyn PriorModel = match (&learned, &prior) {
+            (Some(m), _) => m,
+            (None, Some(p)) => p.as_ref(),
+            (None, None) => unreachable!("a learned or a prior model"),
+        };
+        let setup = BiasSetup {
+            nets: &nets,
+            cfg: &cfg,
+            model,
+            exact: exact.as_ref(),
+            states: &states,
+            reference_horizon: opts.reference_horizon,
+            seed: opts.seed,
+        };
         let (ref_norm, biases) = gradient_bias(&setup, &agent.params, &opts.horizons);
         let a = &cfg.algo;
         let (w_data, w_model) =

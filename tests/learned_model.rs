@@ -485,3 +485,78 @@ fn bad_learned_model_settings_are_refused_before_training() {
     let back = Config::from_toml_str(&cfg.to_toml(), &[]).unwrap();
     assert_eq!(back, cfg);
 }
+
+#[test]
+fn analyze_bias_runs_through_the_learned_model_of_each_checkpoint() {
+    let dir = tempdir("learned-bias");
+    let mut sets = RUN.to_vec();
+    sets.extend([
+        "train.iterations=60",
+        "train.checkpoint_interval=30",
+        "train.keep_checkpoints=5",
+        "train.eval_interval=30",
+    ]);
+    let cfg = lqr_config("mpg_v1", &sets);
+    Trainer::new(cfg, &dir).unwrap().quiet().run().unwrap();
+    let opts = mixpg::analysis::BiasOptions {
+        horizons: vec![0, 5],
+        states: 16,
+        reference_horizon: 30,
+        seed: 1,
+    };
+    let rows = mixpg::analysis::analyze_bias(&dir, &opts, &dir).unwrap();
+    let iterations: Vec<u64> = rows.iter().map(|r| r.iteration).collect();
+    assert_eq!(iterations, [30, 30, 30, 60, 60, 60]);
+    assert!(
+        rows.iter()
+            .all(|r| r.relative_bias.is_finite() && r.relative_bias > 0.0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_memory_estimate_counts_the_learned_model() {
+    let task = lookup("lqr").unwrap();
+    let part = |sets: &[&str], what: &str| {
+        let e = mixpg::runtime::limits::estimate(&lqr_config("mpg_v2", sets), &task).unwrap();
+        e.parts
+            .iter()
+            .find(|p| p.what.contains(what))
+            .unwrap()
+            .bytes
+    };
+    let (learned, mean) = ("task.model=\"learned\"", "model.member=\"mean\"");
+    assert_eq!(part(&[], "learned model"), 0.0);
+    assert!(part(&[learned], "learned model") > 20000.0 * 4.0 * 10.0);
+    let tape = "BPTT tape";
+    assert!(part(&[learned], tape) > part(&[], tape));
+    assert!(part(&[learned, mean], tape) > part(&[learned], tape));
+}
+
+#[test]
+fn on_an_absorbing_task_the_model_learns_where_episodes_terminate() {
+    // A 1-D task that terminates when the next position leaves [−1, 1]: s' = s + a.
+    let spec = TaskSpec::new("edge", 1, vec![-0.5], vec![0.5], 50);
+    assert_eq!(spec.termination, mixpg::env::Termination::Absorbing);
+    let mut rng = Pcg64Mcg::seed_from_u64(0);
+    let mut replay = ReplayBuffer::new(4000, 1, 1);
+    while replay.len() < 4000 {
+        let (s, a): (f32, f32) = (rng.random_range(-1.0..1.0), rng.random_range(-0.5..0.5));
+        let next = s + a;
+        replay.push(&[s], &[a], -s * s, &[next], next.abs() > 1.0, false);
+    }
+    let mut m = LearnedModel::new(&spec, &small_model_config(), 3);
+    let fit = m.fit(&replay).unwrap();
+    assert!(fit.model_error < 0.2 * fit.error_before, "{fit:?}");
+    for selection in [Selection::Member(0), Selection::Mean] {
+        m.select(selection);
+        let (s, a) = ([0.9f32, 0.0, -0.9, 0.95], [0.4f32, 0.0, -0.4, -0.3]);
+        let (mut next, mut rew, mut tape) = ([0.0; 4], [0.0; 4], ModelTape::default());
+        m.step_host(&s, &a, &[], &mut next, &mut rew, &mut tape);
+        assert_eq!(
+            tape.terminated,
+            [true, false, true, false],
+            "{selection:?}: {next:?}"
+        );
+    }
+}

@@ -96,11 +96,20 @@ def train(
     per iteration, as SB3's ``train_freq=1, gradient_steps=1``). ``model`` is the prior model
     that MPG-v1, MPG-v2 and n-step ADP learn through (see :mod:`mixpg.user_tasks`).
 
+    ``model="learned"`` (with or without ``env``) sets ``task.model = "learned"``: those
+    algorithms learn through an ensemble fitted to the replay (its ``[model]`` keys in
+    ``overrides``, e.g. ``{"model.ensemble": 3}``; serial mode).
+
     ``overrides`` maps dotted config keys to values (``{"algo.gamma": 0.99}``). The GIL is
     released while the run trains; an environment or model that raises stops the run with a
     final checkpoint and the exception.
     """
     sets = _override_list(overrides)
+    if isinstance(model, str):
+        if model not in ("learned", "prior"):
+            raise ValueError(f'model={model!r}: use "learned", "prior" or a prior-model object')
+        sets.append(f"task.model={model}")
+        model = None
     if env is None:
         if model is not None:
             raise ValueError("model= is the prior model of an env= task; built-in tasks have theirs")

@@ -170,3 +170,19 @@ def test_a_live_env_without_a_spec_trains_and_is_refused_at_resume(tmp_path):
         mixpg.resume(out)
     assert math.isfinite(mixpg.read_progress(out)["eval_return_mean"][-1])
     assert 'name = "Ramp"' in (out / "task.toml").read_text()
+
+
+def test_mpg_v2_learns_through_a_learned_model(tmp_path):
+    learned = {**FAST, "algo.horizon": 5, "model.ensemble": 2, "model.hidden": [32, 32],
+               "model.fit_every": 100, "model.warmup_steps": 300, "model.max_steps": 50}
+    out = mixpg.train("mpg-v2", tmp_path / "learned", env="Pendulum-v1", model="learned",
+                      iterations=200, overrides=learned)
+    assert 'model = "learned"' in (out / "config.toml").read_text()
+    p = mixpg.read_progress(out)
+    for column in ("model_error", "model_disagreement"):
+        cells = p[column][~np.isnan(p[column])]
+        assert len(cells) > 0 and np.all(cells > 0), column
+    assert np.all(np.isfinite(p["policy_loss"][~np.isnan(p["policy_loss"])]))
+    mixpg.resume(out)  # the run is complete: a resume only reloads it
+    with pytest.raises(ValueError, match="learned"):
+        mixpg.train("mpg-v2", tmp_path / "bad", env="Pendulum-v1", model="lerned")

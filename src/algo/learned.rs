@@ -33,6 +33,9 @@ use crate::nn::{
 };
 use crate::replay::ReplayBuffer;
 
+/// Where a learner's checkpoint keeps its learned model.
+pub const CHECKPOINT_PREFIX: &str = "learned_model";
+
 /// The smallest std a normalised coordinate is divided by (a constant coordinate).
 const STD_FLOOR: f32 = 1e-4;
 /// The most held-out transitions a fit evaluates per epoch (the held-out split is

@@ -483,14 +483,14 @@ impl Learner {
     pub fn save_model(&self, ck: &mut Checkpoint) -> Result<()> {
         self.learned
             .as_ref()
-            .map_or(Ok(()), |m| m.save(ck, "learned_model"))
+            .map_or(Ok(()), |m| m.save(ck, learned::CHECKPOINT_PREFIX))
     }
 
     /// Restore the learned model (if any) saved by [`Learner::save_model`].
     pub fn load_model(&mut self, ck: &Checkpoint) -> Result<()> {
         self.learned
             .as_mut()
-            .map_or(Ok(()), |m| m.load(ck, "learned_model"))
+            .map_or(Ok(()), |m| m.load(ck, learned::CHECKPOINT_PREFIX))
     }
 
     /// The learner's RNG (model noise, SAC noise), for checkpoints.

@@ -16,7 +16,7 @@ use anyhow::{Result, bail};
 use rand::SeedableRng;
 
 use crate::algo::Nets;
-use crate::config::{AlgoName, Config, Mode};
+use crate::config::{AlgoName, Config, MemberChoice, Mode, ModelKind};
 use crate::env::{ModelTape, Task, TaskSpec};
 use crate::replay::floats_per_transition;
 
@@ -68,9 +68,19 @@ fn mlp_params(input: usize, hidden: &[usize], output: usize) -> f64 {
     sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
 }
 
-/// Values the model's host step saves per row (measured on one row of the task's model).
+/// Values the model's host step saves per row (measured on one row of the task's model; for a
+/// learned model, its centred input and each member's activations).
 fn model_saved_per_row(cfg: &Config, task: &Task) -> Result<f64> {
     let spec = task.spec();
+    if cfg.task.model == ModelKind::Learned {
+        let n_in = (spec.obs_dim + spec.act_dim) as f64;
+        let members = match cfg.model.member {
+            MemberChoice::Random => 1.0,
+            MemberChoice::Mean => cfg.model.ensemble as f64,
+        };
+        let per_member = n_in + learned_widths(cfg, spec);
+        return Ok(2.0 * n_in + members * per_member);
+    }
     let model = task.make_model(cfg.task.model_mismatch)?;
     let mut noise = Vec::new();
     model.draw_noise(1, &mut rand_pcg::Pcg64Mcg::seed_from_u64(0), &mut noise);
@@ -79,6 +89,27 @@ fn model_saved_per_row(cfg: &Config, task: &Task) -> Result<f64> {
     let (state, action) = (vec![0.0; spec.obs_dim], vec![0.0; spec.act_dim]);
     model.step_host(&state, &action, &noise, &mut next, &mut reward, &mut tape);
     Ok((tape.state.len() + tape.action.len() + tape.saved.len()) as f64)
+}
+
+/// The hidden and output widths of a learned model's member (`Δobs`, reward, a termination
+/// logit).
+fn learned_widths(cfg: &Config, spec: &TaskSpec) -> f64 {
+    let hidden: usize = cfg.model.hidden.iter().sum();
+    (hidden + spec.obs_dim + 2) as f64
+}
+
+/// The learned model's memory: each member's parameters with its Adam state, gradient, best
+/// copy and checkpoint copy, and a fit's copy of the replay in the networks' coordinates (with
+/// its shuffled indices); 0 with a prior model.
+fn learned_model_bytes(cfg: &Config, spec: &TaskSpec) -> f64 {
+    if cfg.task.model != ModelKind::Learned {
+        return 0.0;
+    }
+    let (o, a) = (spec.obs_dim as f64, spec.act_dim as f64);
+    let m = &cfg.model;
+    let params = mlp_params(spec.obs_dim + spec.act_dim, &m.hidden, spec.obs_dim + 2);
+    let data = cfg.algo.buffer_capacity as f64 * (2.0 * o + a + (o + a) + (o + 2.0) + 4.0);
+    (m.ensemble as f64 * params * 6.0 + data) * F32
 }
 
 /// The estimated memory of `cfg` on `task` (nothing is allocated).
@@ -220,6 +251,12 @@ pub fn estimate(cfg: &Config, task: &Task) -> Result<MemoryEstimate> {
                 "train.eval_episodes",
                 t.eval_episodes.to_string(),
                 evaluation,
+            ),
+            part(
+                "the learned model and a fit's copy of the replay",
+                "model.ensemble",
+                cfg.model.ensemble.to_string(),
+                learned_model_bytes(cfg, spec),
             ),
         ],
     })
