@@ -10,9 +10,9 @@
 //! newest parameters (when their version differs from the group's), waits until the threads
 //! have made at least the requested number of gradients (or a time limit passed) and returns
 //! every gradient made so far, each tagged with the version it was computed from. Between
-//! rounds each thread makes at most `runtime.round_gradients_per_learner` gradients from the
-//! parameters it holds (one per kept batch: a batch is never used twice with one version),
-//! and at most as many as the gradient channel holds.
+//! rounds each thread makes at most its share of `max_pending` gradients from the parameters
+//! it holds (one per kept batch: a batch is never used twice with one version), and the
+//! threads together at most as many as the gradient channel holds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,7 +91,7 @@ impl LearnerGroup {
                     stats,
                 };
                 let seed = derive_seed(seed, t as u64);
-                let kept = cfg.runtime.round_gradients_per_learner;
+                let kept = (max_pending / threads).max(1);
                 Ok(Box::new(LearnerWorker::new(
                     &cfg, &task, seed, links, kept, None,
                 )?))

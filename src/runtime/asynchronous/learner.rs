@@ -8,8 +8,8 @@
 //! keeps up to `kept` batches; when each of them has had a gradient at the current version, it
 //! takes a fresh batch while it holds fewer than `kept`, and otherwise waits for newer
 //! parameters. The thread runtime keeps one (its optimizer publishes a version per update); a
-//! learner group keeps `runtime.round_gradients_per_learner`, the gradients each of its threads
-//! makes per round, since its parameters change only once per round.
+//! thread of a learner group, whose parameters change only once per round, keeps its share of
+//! the gradients the group may hold between rounds, so that it computes while a round is away.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
