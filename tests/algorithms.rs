@@ -326,29 +326,8 @@ fn resumed_run_equals_uninterrupted_run() {
                 "algo.batch_reuse=3",
             ],
         );
-        let full = tempdir(&format!("resume-full-{algo}"));
-        Trainer::new(cfg.clone(), &full)
-            .unwrap()
-            .quiet()
-            .run()
-            .unwrap();
-        // Simulate a crash after iteration 55: only the checkpoint at 40 exists and progress.csv
-        // holds rows up to 55.
-        let cut = tempdir(&format!("resume-cut-{algo}"));
-        Trainer::new(cfg.clone(), &cut)
-            .unwrap()
-            .quiet()
-            .run()
-            .unwrap();
-        for k in [80, 100] {
-            std::fs::remove_dir_all(cut.join(format!("checkpoints/ckpt-{k:09}"))).unwrap();
-        }
-        let text = std::fs::read_to_string(cut.join("progress.csv")).unwrap();
-        let kept: Vec<&str> = text.lines().take_while(|l| !l.starts_with("60,")).collect();
-        std::fs::write(cut.join("progress.csv"), kept.join("\n") + "\n").unwrap();
-        let mut t = Trainer::resume(&cut).unwrap().quiet();
-        assert_eq!(t.iteration(), 40);
-        t.run().unwrap();
+        // A crash after iteration 55, resumed from the checkpoint at 40.
+        let (full, cut) = common::run_and_resume_after_a_crash(&cfg, &format!("resume-{algo}"));
         assert_eq!(
             progress_without_timing(&full.join("progress.csv")),
             progress_without_timing(&cut.join("progress.csv")),

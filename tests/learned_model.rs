@@ -369,27 +369,7 @@ fn a_resumed_run_equals_the_uninterrupted_one_and_logs_the_model() {
             "algo.batch_reuse=3",
         ]);
         let cfg = lqr_config(algo, &sets);
-        let full = tempdir(&format!("learned-full-{algo}"));
-        Trainer::new(cfg.clone(), &full)
-            .unwrap()
-            .quiet()
-            .run()
-            .unwrap();
-        let cut = tempdir(&format!("learned-cut-{algo}"));
-        Trainer::new(cfg.clone(), &cut)
-            .unwrap()
-            .quiet()
-            .run()
-            .unwrap();
-        for k in [80, 100] {
-            std::fs::remove_dir_all(cut.join(format!("checkpoints/ckpt-{k:09}"))).unwrap();
-        }
-        let text = std::fs::read_to_string(cut.join("progress.csv")).unwrap();
-        let kept: Vec<&str> = text.lines().take_while(|l| !l.starts_with("60,")).collect();
-        std::fs::write(cut.join("progress.csv"), kept.join("\n") + "\n").unwrap();
-        let mut t = Trainer::resume(&cut).unwrap().quiet();
-        assert_eq!(t.iteration(), 40);
-        t.run().unwrap();
+        let (full, cut) = common::run_and_resume_after_a_crash(&cfg, &format!("learned-{algo}"));
         let rows = progress_without_timing(&full.join("progress.csv"));
         assert_eq!(
             rows,

@@ -152,3 +152,35 @@ pub fn run_bounded(
     rx.recv_timeout(limit)
         .expect("the async run did not finish in time (hang or deadlock?)")
 }
+
+/// Train `cfg` twice: once uninterrupted into `NAME-full`, once into `NAME-cut` cut back as by
+/// a crash after iteration 55 (only the checkpoint at 40 kept, `progress.csv` up to 55) and
+/// resumed; returns both directories. `cfg` runs 100 iterations with checkpoints every 40.
+pub fn run_and_resume_after_a_crash(
+    cfg: &mixpg::config::Config,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    use mixpg::runtime::Trainer;
+    let full = tempdir(&format!("{name}-full"));
+    Trainer::new(cfg.clone(), &full)
+        .unwrap()
+        .quiet()
+        .run()
+        .unwrap();
+    let cut = tempdir(&format!("{name}-cut"));
+    Trainer::new(cfg.clone(), &cut)
+        .unwrap()
+        .quiet()
+        .run()
+        .unwrap();
+    for k in [80, 100] {
+        std::fs::remove_dir_all(cut.join(format!("checkpoints/ckpt-{k:09}"))).unwrap();
+    }
+    let text = std::fs::read_to_string(cut.join("progress.csv")).unwrap();
+    let kept: Vec<&str> = text.lines().take_while(|l| !l.starts_with("60,")).collect();
+    std::fs::write(cut.join("progress.csv"), kept.join("\n") + "\n").unwrap();
+    let mut t = Trainer::resume(&cut).unwrap().quiet();
+    assert_eq!(t.iteration(), 40);
+    t.run().unwrap();
+    (full, cut)
+}
