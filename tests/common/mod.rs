@@ -184,3 +184,19 @@ pub fn run_and_resume_after_a_crash(
     t.run().unwrap();
     (full, cut)
 }
+
+/// Every element within `rel` of the reference, relative to the element or, near zero, to a
+/// thousandth of the reference's largest magnitude.
+pub fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>], rel: f32) {
+    let (got, want): (Vec<f32>, Vec<f32>) = (got.concat(), want.concat());
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "{what}: zero reference gradient");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let tol = rel * w.abs().max(1e-3 * scale);
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}[{i}]: fused {g} vs autodiff {w} (tolerance {tol})"
+        );
+    }
+}
