@@ -4,7 +4,8 @@
 //! The estimate adds up the large allocations of a run (f64 arithmetic, so that no config can
 //! overflow it): the replay buffers (their layout in [`crate::replay`], with the copy a
 //! checkpoint makes), the parameters with their copies (online, target, Adam's two moments,
-//! a gradient, the checkpoint's copy; in async mode also each learner's snapshot and gradient,
+//! a gradient, the checkpoint's copy; in async mode also each learner's snapshot and gradient
+//! (on Ray, the threads of the one learner group a node runs),
 //! each actor's policy and the gradient queue), each learner's activations, the BPTT tape of
 //! the model rollout (states, actions, rewards, the policy's and the model's saved values at
 //! every step of `algo.horizon`), the n-step rollouts, data collection (the vector
@@ -120,7 +121,14 @@ pub fn estimate(cfg: &Config, task: &Task) -> Result<MemoryEstimate> {
     let hidden = &cfg.network.hidden;
     let batch = a.batch_size as f64;
     let asynchronous = r.mode != Mode::Serial;
-    let learners = if asynchronous { r.learners as f64 } else { 1.0 };
+    // Learner threads on this machine; on Ray a node runs one learner group.
+    let learners = match r.mode {
+        Mode::Serial => 1,
+        Mode::Async => r.learners,
+        Mode::Ray => r
+            .learners_per_group
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    } as f64;
     let q_nets = if Nets::new(cfg, spec).twin_q() {
         2.0
     } else {
@@ -367,5 +375,13 @@ mod tests {
             "runtime.learners=4",
         ]);
         assert!((four / one - 4.0).abs() < 1e-12);
+        // On Ray a node holds one learner group: its threads count, not runtime.learners.
+        let group = tape(&[
+            "algo.horizon=10",
+            "runtime.mode=\"ray\"",
+            "runtime.learners=12",
+            "runtime.learners_per_group=4",
+        ]);
+        assert!((group / one - 4.0).abs() < 1e-12);
     }
 }
