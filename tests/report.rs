@@ -549,6 +549,58 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
 }
 
 #[test]
+fn two_grids_reported_together_get_rows_labelled_by_their_differing_key() {
+    // Two bench grids with the same layout (task/algo/seedN), differing in one config key.
+    let root = scratch("two-grids");
+    let pt = "path_tracking";
+    for (grid, collect, best) in [
+        ("default", "done", -300.0),
+        ("reference", "every_step", -4.0),
+    ] {
+        for seed in 0..2 {
+            let text = format!(
+                "[task]\nname = \"{pt}\"\n\n[algo]\nname = \"mpg_v1\"\n\n[train]\nseed = {seed}\ncollect_reset = \"{collect}\"\n"
+            );
+            write_run(
+                &root.join(grid),
+                pt,
+                "mpg_v1",
+                seed,
+                Some(&progress(&[(0, -500.0), (3000, best)], 1.0, 1.0)),
+                Some(&text),
+            );
+        }
+    }
+    let out = root.join("out");
+    let summary =
+        mixpg::report::write_report_of(&[root.join("default"), root.join("reference")], &out)
+            .unwrap();
+    assert_eq!(summary.runs_used, 4);
+    let rows = &summary.tables[0].rows;
+    let names: Vec<&str> = rows.iter().map(|r| r.display.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "MPG-v1 [collect_reset=done]",
+            "MPG-v1 [collect_reset=every_step]"
+        ]
+    );
+    assert_eq!(rows[0].best_returns, vec![-300.0, -300.0]);
+    assert_eq!(rows[1].best_returns, vec![-4.0, -4.0]);
+    let csv = fs::read_to_string(out.join("table1.csv")).unwrap();
+    assert!(csv.contains(",3000,collect_reset=every_step\n"), "{csv}");
+
+    // A missing directory among them is an error naming it; none given is an error too.
+    let err = mixpg::report::write_report_of(&[root.join("default"), root.join("nope")], &out)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope"), "{err}");
+    let none: [PathBuf; 0] = [];
+    assert!(mixpg::report::write_report_of(&none, &out).is_err());
+    fs::remove_dir_all(&root).ok();
+}
+
+#[test]
 fn learning_curves_are_median_and_interquartile_range() {
     let root = fixture();
     let loaded = mixpg::report::load_runs(&root.join("RUNS")).unwrap();

@@ -175,11 +175,13 @@ def bench(
     return runs
 
 
-def report(runs: PathLike, out: PathLike) -> list[Path]:
-    """Write the report of every run under ``runs`` into ``out`` as ``mixpg report`` does
-    (``table1.md``/``.csv``, learning curves, convergence and timing plots); returns the files
-    written. Runs of one algorithm that differ in a config key get rows of their own."""
-    return [Path(p) for p in _native.report(os.fspath(runs), os.fspath(out))]
+def report(runs: PathLike | Sequence[PathLike], out: PathLike) -> list[Path]:
+    """Write the report of every run under ``runs`` (a directory, or several reported together)
+    into ``out`` as ``mixpg report`` does (``table1.md``/``.csv``, learning curves, convergence
+    and timing plots); returns the files written. Runs of one algorithm that differ in a config
+    key get rows of their own."""
+    roots = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
+    return [Path(p) for p in _native.report([os.fspath(r) for r in roots], os.fspath(out))]
 
 
 def analyze_bias(

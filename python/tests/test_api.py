@@ -165,6 +165,9 @@ def test_report_and_analyze_bias_match_the_cli(tmp_path, cli, small_config):
     names = {f.name for f in files}
     assert {"table1.md", "table1.csv", "curves.png"} <= names
     assert "MPG-v2" in (tmp_path / "report" / "table1.md").read_text()
+    # Several runs directories make one report; here both hold the same run, counted twice.
+    mixpg.report([tmp_path / "runs", tmp_path / "runs"], tmp_path / "report2")
+    assert "| 2 |" in (tmp_path / "report2" / "table1.md").read_text()
 
     rows = mixpg.analyze_bias(run, tmp_path / "bias", horizons=[0, 2], states=8,
                               reference_horizon=10, seed=3)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 pub use crate::grid::{GridSummary, Preset, RunStatus, report_lines, run_grid, run_grid_with};
-use crate::report::{ReportSummary, write_report};
+use crate::report::{ReportSummary, write_report_of};
 
 /// Arguments of `mixpg bench` (the library's grid options).
 pub type BenchArgs = crate::grid::GridOptions;
@@ -13,9 +13,11 @@ pub type BenchArgs = crate::grid::GridOptions;
 /// Arguments of `mixpg report`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
-    /// Runs directory, laid out as RUNS/<task>/<algo>/seed<N>/ (e.g. a bench --out).
-    #[arg(long)]
-    pub runs: PathBuf,
+    /// Runs directory, laid out as RUNS/<task>/<algo>/seed<N>/ (e.g. a bench --out); repeat
+    /// it to report several grids together (runs of one algorithm whose configs differ get
+    /// rows labelled by the differing key).
+    #[arg(long, required = true)]
+    pub runs: Vec<PathBuf>,
     /// Output directory of the tables and figures.
     #[arg(long)]
     pub out: PathBuf,
@@ -23,7 +25,7 @@ pub struct ReportArgs {
 
 /// `mixpg report`: write the report and print its summary.
 pub fn report(args: &ReportArgs) -> Result<ReportSummary> {
-    let r = write_report(&args.runs, &args.out)?;
+    let r = write_report_of(&args.runs, &args.out)?;
     for l in report_lines(&r) {
         println!("{l}");
     }

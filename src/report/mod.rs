@@ -224,9 +224,28 @@ pub type Grouped = BTreeMap<Task, AlgoRuns>;
 
 /// Build the whole report from `runs` into `out` (created if needed).
 pub fn write_report(runs: &Path, out: &Path) -> anyhow::Result<ReportSummary> {
-    let loaded = load_runs(runs)?;
+    write_report_of(&[runs], out)
+}
+
+/// Build one report from the runs under several directories (e.g. two grids that differ in a
+/// config key: their runs of one algorithm become rows labelled by that key).
+pub fn write_report_of<P: AsRef<Path>>(roots: &[P], out: &Path) -> anyhow::Result<ReportSummary> {
+    if roots.is_empty() {
+        bail!("no runs directory given");
+    }
+    let mut loaded = LoadedRuns::default();
+    for root in roots {
+        let one = load_runs(root.as_ref())?;
+        loaded.runs.extend(one.runs);
+        loaded.skipped.extend(one.skipped);
+        loaded.warnings.extend(one.warnings);
+    }
     if loaded.runs.is_empty() {
-        let mut msg = format!("no valid run found under {}", runs.display());
+        let names: Vec<String> = roots
+            .iter()
+            .map(|r| r.as_ref().display().to_string())
+            .collect();
+        let mut msg = format!("no valid run found under {}", names.join(", "));
         for s in &loaded.skipped {
             msg.push_str(&format!("\n  skipped {}: {}", s.dir.display(), s.reason));
         }

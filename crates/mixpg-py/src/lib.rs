@@ -83,12 +83,12 @@ fn train(
     Ok(out)
 }
 
-/// Write the report of every run under `runs` into `out`, as `mixpg report` does (GIL
-/// released); returns the files written.
+/// Write one report of every run under the `runs` directories into `out`, as `mixpg report`
+/// does (GIL released); returns the files written.
 #[pyfunction]
-fn report(py: Python<'_>, runs: PathBuf, out: PathBuf) -> PyResult<Vec<PathBuf>> {
+fn report(py: Python<'_>, runs: Vec<PathBuf>, out: PathBuf) -> PyResult<Vec<PathBuf>> {
     let summary = py
-        .detach(|| mixpg::report::write_report(&runs, &out))
+        .detach(|| mixpg::report::write_report_of(&runs, &out))
         .map_err(runtime_err)?;
     Ok(summary.files)
 }
