@@ -39,16 +39,18 @@ RESOURCE = "capacity_group"
 
 
 def real_gradients(config_toml: str, snapshot: np.ndarray) -> list:
-    """Two encoded gradients of the config (one with the policy gradient, one without) from a
-    real actor, buffer and learner."""
+    """Two encoded gradients of the config (of two batches; with `policy_delay = 2` one has
+    the policy gradient, one not) from a real actor, buffer and learner."""
     actor = mixpg._native.Actor(config_toml, 1, 2, snapshot)
     buffer = mixpg._native.Buffer(config_toml, 3)
-    batch = None
-    while batch is None:
+    batches = []
+    while len(batches) < 2:  # two batches: a batch gives one gradient per version
         buffer.insert(actor.collect(snapshot))
         batch = buffer.try_sample()
+        if batch is not None:
+            batches.append(batch)
     learner = mixpg._native.Learner(config_toml, 4, snapshot)
-    return [learner.step(snapshot, batch), learner.step(snapshot)]
+    return [learner.step(snapshot, b) for b in batches]
 
 
 def stand_in_group(ray):

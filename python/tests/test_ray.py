@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import check_tensorboard
 
@@ -397,6 +398,84 @@ def test_a_lost_node_leaves_the_run_to_the_other_group_and_the_cli_resumes_it(
     p = subprocess.run([str(cli), "resume", "--run", str(run)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert iterations(run)[-1] == 700
+
+
+def slow_once_group(record: Path, slow_round: int, seconds: float):
+    """A Ray actor class with the learner group's interface: real gradients of the config,
+    computed once from a real actor, buffer and learner; its round number ``slow_round`` answers
+    only after ``seconds``, with gradients that claim parameter version 0 (so that, applied,
+    they would show as a staleness of the whole run so far). Each round appends
+    ``<round> <snapshot sent: 0/1>`` to ``record``."""
+
+    @ray.remote
+    class SlowOnceGroup:
+        def __init__(self, config_toml: str, seed: int, buffers: list, settings: dict):
+            self.config_toml = config_toml
+            self.node = ray.get_runtime_context().get_node_id()
+            self.threads = settings["learners_per_group"]
+            self.rounds = 0
+            self.grads = None
+            self.version = None
+
+        def start(self):
+            return self.node, self.threads, self.threads
+
+        def round(self, snapshot, ready):
+            t = time.perf_counter()
+            self.rounds += 1
+            with open(record, "a") as f:
+                f.write(f"{self.rounds} {int(snapshot is not None)}\n")
+            if self.rounds == slow_round:
+                time.sleep(seconds)
+            if snapshot is not None:
+                if self.grads is None:
+                    native = mixpg._native
+                    actor = native.Actor(self.config_toml, 1, 2, snapshot)
+                    buffer = native.Buffer(self.config_toml, 3)
+                    batches = []
+                    while len(batches) < 2:
+                        buffer.insert(actor.collect(snapshot))
+                        batch = buffer.try_sample()
+                        if batch is not None:
+                            batches.append(batch)
+                    learner = native.Learner(self.config_toml, 4, snapshot)
+                    self.grads = [np.array(learner.step(snapshot, b)) for b in batches]
+                self.version = np.array(snapshot[5:13])  # after the 5-byte header
+            out = []
+            for k in range(self.threads):
+                g = self.grads[k % 2].copy()
+                g[5:13] = 0 if self.rounds == slow_round else self.version
+                out.append(g)
+            return (self.node, out, len(out), [], 0, time.perf_counter() - t, time.time(),
+                    False)
+
+    return SlowOnceGroup
+
+
+def test_a_round_that_does_not_answer_is_given_up_and_sent_again(local_ray, path_config,
+                                                                tmp_path, monkeypatch):
+    """A round pending past ROUND_TIMEOUT_S on a live node (as when Ray loses a task sent to a
+    group that restarts): the driver says so, sends the group another round with the
+    parameters, ignores the late answer, and the run completes."""
+    monkeypatch.setattr(mray, "STALL_S", 0.2)
+    monkeypatch.setattr(mray, "ROUND_TIMEOUT_S", 1.0)
+    record = tmp_path / "rounds.txt"
+    run = tmp_path / "run"
+    sets = ["train.eval_interval=200", "train.checkpoint_interval=200", "train.eval_episodes=1"]
+    opt = mixpg._native.Optimizer(str(path_config), str(run), None, 200, sets)
+    s = mray._run(opt, run, None, None, None, True, None, None,
+                  slow_once_group(record, slow_round=40, seconds=4.0))
+    assert s["iterations"] == 200 and not s["stopped_early"], s
+    assert s["restarts"] == 0 and s["lost_nodes"] == [], s
+    log = (run / "ray.log").read_text()
+    assert "learner group #0 did not answer a round within 1 s; sending it another" in log, log
+    rounds = [tuple(map(int, line.split())) for line in record.read_text().splitlines()]
+    # The round sent in place of the slow one carries the parameters (the group may have
+    # missed the last ones), and the slow round's late gradients were never applied: they
+    # claim version 0, which would be a staleness near 78 here.
+    assert rounds[40] == (41, 1), rounds
+    assert s["staleness_max"] <= 4, s["staleness_max"]
+    assert evals(run)[-1][0] == 200
 
 
 def test_unplaceable_groups_fail_at_once_naming_what_is_missing(local_ray, path_config,
