@@ -2,6 +2,7 @@
 one thread each (SB3's torch and mixpg's learning core).
 
     python python/benchmarks/gym_vs_sb3.py [--seeds 3] [--only pendulum,mpg,cheetah] [--out DIR]
+        [--mpg-steps N] [--td3-steps N] [--reuse]
 
 Needs stable-baselines3, torch and gymnasium[mujoco] next to mixpg (a benchmark venv; none of
 them is a dependency of mixpg). Four parts:
@@ -42,6 +43,8 @@ from pendulum_model import PendulumModel  # noqa: E402
 EVAL_EPISODES = 10
 #: Multiplies env steps and warm-ups (--scale).
 SCALE = 1.0
+#: Reuse a mixpg run whose directory already holds a finished run of the same length (--reuse).
+REUSE = False
 
 
 def evaluate(policy, env_id: str, seed: int) -> float:
@@ -112,11 +115,17 @@ def run_mixpg(algo: str, env_id: str, steps: int, seed: int, out: Path, model=No
     sets.setdefault("train.checkpoint_interval", iterations)
     sets.setdefault("train.log_interval", 100)
     TimedStep.seconds = 0.0
+    reused = REUSE and (out / "progress.csv").is_file() and \
+        int(mixpg.read_progress(out)["iteration"][-1]) == iterations
     t, c = time.perf_counter(), time.process_time()
-    mixpg.train(algo, out, env=lambda: TimedStep(gym.make(env_id)), model=model, seed=seed,
-                iterations=iterations, overrides=sets)
+    if not reused:
+        mixpg.train(algo, out, env=lambda: TimedStep(gym.make(env_id)), model=model,
+                    seed=seed, iterations=iterations, overrides=sets)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     p = mixpg.read_progress(out)
+    if reused:  # timings of another process: the run's own wall clock, no CPU time
+        wall, cpu = float(p["wall_s"][-1]), None
+        print(f"reusing the finished run {out}", flush=True)
     upd = p["update_time_ms"][~np.isnan(p["update_time_ms"])]
     evals = [(int(k), float(v)) for k, v in zip(p["env_steps"], p["eval_return_mean"]) if not np.isnan(v)]
     return {
@@ -124,7 +133,7 @@ def run_mixpg(algo: str, env_id: str, steps: int, seed: int, out: Path, model=No
         "cpu_s": cpu,
         "return": evaluate(mixpg.load_policy(out), env_id, seed),
         "evals": evals,
-        "env_ms": 1e3 * TimedStep.seconds / steps,
+        "env_ms": None if reused else 1e3 * TimedStep.seconds / steps,
         "update_ms": float(np.mean(upd)),
         "iter_ms": 1e3 * p["wall_s"][-1] / iterations,
         "iterations": iterations,
@@ -169,8 +178,9 @@ def ratios(m: list[dict], s: list[dict]) -> None:
     """SB3 / mixpg, of the medians of wall-clock and of process CPU time (the CPU time is the
     fairer measure on a loaded machine: both sides run one thread)."""
     for k, what in (("wall_s", "wall-clock"), ("cpu_s", "CPU time")):
-        r = statistics.median(x[k] for x in s) / statistics.median(x[k] for x in m)
-        print(f"{what} ratio SB3 / mixpg: {r:.2f}x")
+        a, b = [x[k] for x in s if x[k] is not None], [x[k] for x in m if x[k] is not None]
+        if a and b:
+            print(f"{what} ratio SB3 / mixpg: {statistics.median(a) / statistics.median(b):.2f}x")
 
 
 def first_reaching(evals: list[tuple[int, float]], goal: float) -> int | None:
@@ -186,11 +196,16 @@ def main() -> None:
                     help="env steps of each MPG-v2 run in part 2 (TD3 always runs 20 000); a "
                          "seed that has not reached -200 by then counts as not reaching it")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--td3-steps", type=int, default=20_000,
+                    help="env steps of each TD3 run in part 2")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --out: take mixpg runs already finished there instead of training "
+                         "them again (their wall clock from progress.csv, no CPU time)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply every run's env steps and warm-up (a quick check of the script)")
     args = ap.parse_args()
-    global SCALE
-    SCALE = args.scale
+    global SCALE, REUSE
+    SCALE, REUSE = args.scale, args.reuse
     parts = set(args.only.split(","))
     root = args.out or Path(tempfile.mkdtemp(prefix="gym_vs_sb3-"))
     results: dict = {}
@@ -214,7 +229,7 @@ def main() -> None:
         reach = {"mpg_v2": [], "td3": []}
         for seed in range(args.seeds):
             for algo in reach:
-                steps = args.mpg_steps if algo == "mpg_v2" else 20_000
+                steps = args.mpg_steps if algo == "mpg_v2" else args.td3_steps
                 r = run_mixpg(algo, "Pendulum-v1", steps, seed, root / f"mpg-{algo}-{seed}",
                               model=PendulumModel() if algo == "mpg_v2" else None,
                               overrides={"algo.warmup_samples": 1000, "algo.gamma": 0.98},
@@ -226,7 +241,7 @@ def main() -> None:
         results["mismatched_model"] = reach
         print("\nPendulum-v1 with a mismatched Python prior model (mass +15 %, length -10 %):"
               " env steps to reach -200 (median of seeds; None: not within the run's steps, "
-              f"MPG-v2 {args.mpg_steps}, TD3 20000)")
+              f"MPG-v2 {args.mpg_steps}, TD3 {args.td3_steps})")
         for algo, runs in reach.items():
             ks = [r["reach"] for r in runs]
             hit = [k for k in ks if k is not None]
@@ -255,7 +270,7 @@ def main() -> None:
         for name, v in results.items():
             for side, rs in v.items():
                 for r in rs:
-                    if "update_ms" in r:
+                    if "update_ms" in r and r["env_ms"] is not None:
                         by_task.setdefault(name.split("_")[0] + " " + side, []).append(r)
         print(f"  {'':<20}{'iteration':>12}{'env step':>12}{'crossing':>12}{'update':>12}")
         for name, rs in by_task.items():
