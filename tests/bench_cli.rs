@@ -173,7 +173,7 @@ fn grid_writes_runs_and_report_then_skips_finished_runs() {
     // `mixpg report` on the same runs.
     let out = root.join("report2");
     let r = report(&ReportArgs {
-        runs: root.join("runs"),
+        runs: vec![root.join("runs")],
         out: out.clone(),
     })
     .unwrap();
