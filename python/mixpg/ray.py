@@ -455,8 +455,10 @@ class _Driver:
             role = ("actor", i) if kind == "collect" else ("learner group", i)
         if role[0] == "learner group" and self._node_lost(role[1], err):
             return
-        if not self._restarted(role, f"{type(err).__name__}: {err}", type(err).__name__):
-            self._forget(role)
+        self._restarted(role, f"{type(err).__name__}: {err}", type(err).__name__)
+        # Every failed task, not only the first of a death: a round sent while the group was
+        # still restarting carried the parameters and failed too, so the next must carry them.
+        self._forget(role)
 
     def _forget(self, role: tuple) -> None:
         """What the driver knew of a role's state before its restart."""
@@ -600,8 +602,8 @@ class _Driver:
 
     def _round(self, i: int, result: tuple) -> None:
         node, grads, fed, empty, feed_len, round_s, returned_at, news = result
-        if news and not self._restarted(("learner group", i), "restarted",
-                                        "seen in its first result"):
+        if news:  # a restarted incarnation: it has no parameters unless this round sent them
+            self._restarted(("learner group", i), "restarted", "seen in its first result")
             self._forget(("learner group", i))
         self.dead.discard(("learner group", i))
         for j in empty:  # the buffer had no batch to give
