@@ -275,6 +275,17 @@ pub enum NoiseUnits {
     Normalized,
 }
 
+/// How the warm-up's actions are chosen (`algo.warmup_actions`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarmupActions {
+    /// The initial policy plus exploration noise (the paper's and the reference code's).
+    #[default]
+    Policy,
+    /// Uniformly at random in the task's action box (Stable-Baselines3's `learning_starts`).
+    Uniform,
+}
+
 /// Algorithm hyper-parameters. Fields not used by an algorithm are ignored by it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,9 +301,14 @@ pub struct AlgoConfig {
     /// Replay capacity (transitions).
     #[serde(default = "d_capacity")]
     pub buffer_capacity: usize,
-    /// Transitions collected with the initial policy before learning starts.
+    /// Transitions collected before learning starts.
     #[serde(default = "d_warmup")]
     pub warmup_samples: usize,
+    /// How the warm-up's transitions are acted: with the initial policy and its exploration
+    /// noise (`policy`, the paper's) or uniformly at random in the action box (`uniform`, as
+    /// Stable-Baselines3's `learning_starts`).
+    #[serde(default)]
+    pub warmup_actions: WarmupActions,
     /// Vectorized env steps an actor takes per collection (serial mode: once per
     /// `collect_interval` iterations).
     #[serde(default = "d_collect_steps")]

@@ -45,6 +45,8 @@ EVAL_EPISODES = 10
 SCALE = 1.0
 #: Reuse a mixpg run whose directory already holds a finished run of the same length (--reuse).
 REUSE = False
+#: mixpg's algo.warmup_actions (--warmup).
+WARMUP = "uniform"
 
 
 def evaluate(policy, env_id: str, seed: int) -> float:
@@ -76,8 +78,9 @@ class TimedStep(gym.Wrapper):
 
 
 # RL Zoo (rl-baselines3-zoo, hyperparams/td3.yml and sac.yml) settings, and the same in mixpg's
-# keys. SB3's learning_starts acts uniformly at random; mixpg's warm-up acts with the initial
-# policy and its exploration noise.
+# keys. SB3's learning_starts acts uniformly at random; mixpg's warm-up does the same with
+# algo.warmup_actions = "uniform" (--warmup, the default here) or acts with the initial policy
+# and its exploration noise (--warmup policy, the paper's warm-up).
 ZOO = {
     ("td3", "Pendulum-v1"): dict(
         sb3=dict(gamma=0.98, buffer_size=200_000, learning_starts=10_000, learning_rate=1e-3,
@@ -105,6 +108,7 @@ def run_mixpg(algo: str, env_id: str, steps: int, seed: int, out: Path, model=No
               overrides: dict | None = None, eval_interval: int | None = None) -> dict:
     """Train mixpg for ``steps`` env steps (warm-up included); wall-clock, return, cost split."""
     sets = dict(ZOO.get((algo, env_id), {}).get("mixpg", {}))
+    sets["algo.warmup_actions"] = WARMUP
     sets.update(overrides or {})
     steps = int(steps * SCALE)
     warmup = int(int(sets.get("algo.warmup_samples", 10_000)) * SCALE)
@@ -140,7 +144,21 @@ def run_mixpg(algo: str, env_id: str, steps: int, seed: int, out: Path, model=No
     }
 
 
-def run_sb3(algo: str, env_id: str, steps: int, seed: int) -> dict:
+def run_sb3(algo: str, env_id: str, steps: int, seed: int, out: Path) -> dict:
+    """Train SB3 for ``steps`` env steps; with --reuse, the result kept in ``out`` by an
+    earlier run of the script, if there is one."""
+    if REUSE and out.is_file():
+        print(f"reusing the SB3 result {out}", flush=True)
+        return json.loads(out.read_text())
+    r = _run_sb3(algo, env_id, steps, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(r))
+    tmp.replace(out)
+    return r
+
+
+def _run_sb3(algo: str, env_id: str, steps: int, seed: int) -> dict:
     import torch
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise
@@ -200,12 +218,16 @@ def main() -> None:
                     help="env steps of each TD3 run in part 2")
     ap.add_argument("--reuse", action="store_true",
                     help="with --out: take mixpg runs already finished there instead of training "
-                         "them again (their wall clock from progress.csv, no CPU time)")
+                         "them again (their wall clock from progress.csv, no CPU time), and SB3 "
+                         "results kept there")
+    ap.add_argument("--warmup", choices=("uniform", "policy"), default="uniform",
+                    help="mixpg's algo.warmup_actions: uniform in the action box as SB3's "
+                         "learning_starts (default), or the initial policy with its noise")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply every run's env steps and warm-up (a quick check of the script)")
     args = ap.parse_args()
-    global SCALE, REUSE
-    SCALE, REUSE = args.scale, args.reuse
+    global SCALE, REUSE, WARMUP
+    SCALE, REUSE, WARMUP = args.scale, args.reuse, args.warmup
     parts = set(args.only.split(","))
     root = args.out or Path(tempfile.mkdtemp(prefix="gym_vs_sb3-"))
     results: dict = {}
@@ -216,7 +238,8 @@ def main() -> None:
             m, s = [], []
             for seed in range(args.seeds):
                 m.append(run_mixpg(algo, "Pendulum-v1", 20_000, seed, root / f"pendulum-{algo}-{seed}"))
-                s.append(run_sb3(algo, "Pendulum-v1", 20_000, seed))
+                s.append(run_sb3(algo, "Pendulum-v1", 20_000, seed,
+                                 root / f"sb3-pendulum-{algo}-{seed}.json"))
                 print(f"Pendulum-v1 {algo} seed {seed}: mixpg {m[-1]['return']:.1f} in "
                       f"{m[-1]['wall_s']:.1f} s, SB3 {s[-1]['return']:.1f} in {s[-1]['wall_s']:.1f} s",
                       flush=True)
@@ -252,7 +275,7 @@ def main() -> None:
         m, s = [], []
         for seed in range(args.cheetah_seeds or args.seeds):
             m.append(run_mixpg("td3", "HalfCheetah-v5", 50_000, seed, root / f"cheetah-{seed}"))
-            s.append(run_sb3("td3", "HalfCheetah-v5", 50_000, seed))
+            s.append(run_sb3("td3", "HalfCheetah-v5", 50_000, seed, root / f"sb3-cheetah-{seed}.json"))
             print(f"HalfCheetah-v5 td3 seed {seed}: mixpg {m[-1]['return']:.1f} in "
                   f"{m[-1]['wall_s']:.1f} s, SB3 {s[-1]['return']:.1f} in {s[-1]['wall_s']:.1f} s",
                   flush=True)

@@ -722,6 +722,18 @@ fn critic_grad_autodiff(nets: &Nets, q: &ParamSet, tb: &TargetBatch) -> (Vec<Vec
     (tr.grads(&loss.backward()), value)
 }
 
+/// `n` actions drawn uniformly at random in the box of `spec` (the warm-up of
+/// `algo.warmup_actions = "uniform"`).
+pub fn uniform_actions(spec: &TaskSpec, n: usize, rng: &mut Pcg64Mcg) -> Vec<f32> {
+    let a = spec.act_dim;
+    (0..n * a)
+        .map(|i| {
+            let (lo, hi) = (spec.action_low[i % a], spec.action_high[i % a]);
+            lo + (hi - lo) * rng.random::<f32>()
+        })
+        .collect()
+}
+
 /// Actions for a batch of observations with the policy snapshot `pi`: deterministic, or with
 /// exploration (Gaussian noise for deterministic policies, a sample for SAC), clipped to the
 /// bounds (SAC's sample is left raw with [`Nets::raw_sample`]; the environment clips it).

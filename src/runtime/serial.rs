@@ -24,9 +24,9 @@ use super::metrics::{mean, push};
 use super::progress::ProgressBar;
 pub use super::rundir::latest_checkpoint;
 use super::seeds::{STREAM_COLLECT, STREAM_ENV, STREAM_LEARNER, STREAM_REPLAY, derive_seed};
-use crate::algo::{Agent, Grads, Learner, Nets, TargetBatch, act, replay_window};
+use crate::algo::{Agent, Grads, Learner, Nets, TargetBatch, act, replay_window, uniform_actions};
 use crate::checkpoint::Checkpoint;
-use crate::config::Config;
+use crate::config::{Config, WarmupActions};
 use crate::env::{Env, StepOut, Task, check_env, lookup, reset_after_collect};
 use crate::replay::{NStepWindow, ReplayBuffer};
 
@@ -154,13 +154,20 @@ impl Trainer {
     fn collect(&mut self, steps: usize) -> Result<()> {
         let explore = Some(self.core.cfg.algo.explore_noise);
         for _ in 0..steps {
-            let a = act(
-                &self.core.nets,
-                &self.core.agent.params.pi,
-                &self.obs,
-                explore,
-                &mut self.collect_rng,
-            );
+            let uniform = self.core.cfg.algo.warmup_actions == WarmupActions::Uniform
+                && self.env_steps < self.core.cfg.algo.warmup_samples as u64;
+            let a = if uniform {
+                let n = self.env.num_agents();
+                uniform_actions(&self.core.nets.spec, n, &mut self.collect_rng)
+            } else {
+                act(
+                    &self.core.nets,
+                    &self.core.agent.params.pi,
+                    &self.obs,
+                    explore,
+                    &mut self.collect_rng,
+                )
+            };
             self.env.step(&a, &mut self.step_out);
             check_env(self.env.as_mut())?;
             let o = &self.step_out;

@@ -5,8 +5,8 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use super::messages::{Experience, Snapshot};
-use crate::algo::{Nets, act};
-use crate::config::Config;
+use crate::algo::{Nets, act, uniform_actions};
+use crate::config::{Config, WarmupActions};
 use crate::env::{Env, StepOut, Task, check_env, reset_after_collect};
 use crate::nn::ParamSet;
 
@@ -20,6 +20,10 @@ pub struct ActorCore {
     pi: ParamSet,
     version: u64,
     rng: Pcg64Mcg,
+    /// Transitions still to act uniformly at random (`algo.warmup_actions = "uniform"`: this
+    /// actor's share of the warm-up; an actor started, or restarted, with an updated policy
+    /// acts with it from the start).
+    uniform_left: usize,
 }
 
 impl ActorCore {
@@ -46,6 +50,12 @@ impl ActorCore {
             pi: snapshot.policy(),
             version: snapshot.version,
             rng: Pcg64Mcg::seed_from_u64(rng_seed),
+            uniform_left: match cfg.algo.warmup_actions {
+                WarmupActions::Uniform if snapshot.version == 0 => {
+                    cfg.algo.warmup_samples.div_ceil(cfg.runtime.actors.max(1))
+                }
+                _ => 0,
+            },
         })
     }
 
@@ -67,7 +77,13 @@ impl ActorCore {
         let explore = Some(self.cfg.algo.explore_noise);
         let mut e = Experience::default();
         for _ in 0..self.cfg.algo.collect_steps {
-            let a = act(&self.nets, &self.pi, &self.obs, explore, &mut self.rng);
+            let a = if self.uniform_left > 0 {
+                let n = self.env.num_agents();
+                self.uniform_left = self.uniform_left.saturating_sub(n);
+                uniform_actions(&self.nets.spec, n, &mut self.rng)
+            } else {
+                act(&self.nets, &self.pi, &self.obs, explore, &mut self.rng)
+            };
             self.env.step(&a, &mut self.out);
             check_env(self.env.as_mut())?;
             let o = &self.out;
