@@ -10,7 +10,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::algo::bias::{BiasSetup, gradient_bias};
 use crate::algo::learned::{CHECKPOINT_PREFIX, LearnedModel, Selection};
-use crate::algo::schedule::mpg_weights;
+use crate::algo::schedule::configured_weights;
 use crate::algo::{Agent, Nets};
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, ModelKind};
@@ -142,9 +142,7 @@ pub fn analyze_bias_task(
             seed: opts.seed,
         };
         let (ref_norm, biases) = gradient_bias(&setup, &agent.params, &opts.horizons);
-        let a = &cfg.algo;
-        let (w_data, w_model) =
-            mpg_weights(*k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
+        let (w_data, w_model) = configured_weights(&cfg, *k);
         for b in biases {
             rows.push(BiasRow {
                 iteration: *k,

@@ -356,6 +356,11 @@ pub struct AlgoConfig {
     /// T of the weight schedule (10): iterations over which weights move from model to data.
     #[serde(default = "d_schedule_t")]
     pub schedule_iterations: u64,
+    /// A floor under MPG's model weight: `w_model = max(w_model(k), floor)`, `w_data = 1 −
+    /// w_model`. 0 (the default) is the paper's schedule, which hands the policy gradient
+    /// wholly to the data term by T; see `docs/design.md`, "MPG-v1's late collapses".
+    #[serde(default)]
+    pub model_weight_min: f64,
     /// H of the weight schedule (10), the exponent; defaults to `horizon` when absent.
     #[serde(default)]
     pub schedule_exponent: Option<usize>,
@@ -906,6 +911,11 @@ impl Config {
         check(a.horizon >= 1, "algo.horizon", "must be at least 1")?;
         check(a.batch_reuse >= 1, "algo.batch_reuse", "must be at least 1")?;
         check(a.eta > 0.0 && a.eta < 1.0, "algo.eta", "must be in (0, 1)")?;
+        check(
+            (0.0..=1.0).contains(&a.model_weight_min),
+            "algo.model_weight_min",
+            "must be in [0, 1]",
+        )?;
         check(
             a.schedule_iterations >= 2,
             "algo.schedule_iterations",

@@ -6,7 +6,7 @@ mod common;
 use burn::tensor::Tensor;
 use common::{eval_returns, lqr_config, progress_without_timing, tempdir};
 use mixpg::algo::policy::PolicyCtx;
-use mixpg::algo::schedule::mpg_weights;
+use mixpg::algo::schedule::{configured_weights, mpg_weights};
 use mixpg::algo::{Agent, Learner, Nets, Params, bptt, policy};
 use mixpg::config::{AlgoName, Config};
 use mixpg::env::{make_env, make_model, task_spec};
@@ -242,6 +242,46 @@ fn mpg_gradient_is_the_weighted_ndpg_and_nadp_gradients() {
             );
         }
     }
+}
+
+#[test]
+fn a_model_weight_floor_holds_w_model_in_the_gradient() {
+    // algo.model_weight_min = 0.3: once the schedule's w_model falls below 0.3 the gradient is
+    // 0.7·∇J_0 + 0.3·∇J_H; before, the schedule's own weights.
+    let sets = ["network.hidden=[16, 16]", "algo.horizon=6"];
+    let mpg = lqr_config(
+        "mpg_v1",
+        &[
+            sets[0],
+            sets[1],
+            "algo.rollout_gradient=all_actions",
+            "algo.model_weight_min=0.3",
+        ],
+    );
+    let (nets, p, obs) = setup(&mpg);
+    for k in [0, 299] {
+        let (wd, wm) = mpg_weights(k, 300, 0.1, 6);
+        let (wd, wm) = if wm < 0.3 { (0.7, 0.3) } else { (wd, wm) };
+        assert_eq!(configured_weights(&mpg, k), (wd, wm));
+        let g = policy_grad(&nets, &mpg, &p, &obs, k);
+        let g0 = policy_grad(&nets, &lqr_config("ndpg", &sets), &p, &obs, k);
+        let gh = policy_grad(&nets, &lqr_config("nadp", &sets), &p, &obs, k);
+        for ((a, b), c) in g
+            .iter()
+            .flatten()
+            .zip(g0.iter().flatten())
+            .zip(gh.iter().flatten())
+        {
+            let want = wd as f32 * b + wm as f32 * c;
+            assert!(
+                (a - want).abs() < 1e-5 + 1e-4 * want.abs(),
+                "k={k}: {a} vs {want}"
+            );
+        }
+    }
+    assert!(mpg_weights(299, 300, 0.1, 6).1 < 0.3, "the floor is reached");
+    let bad = common::lqr_config_result("mpg_v1", &["algo.model_weight_min=1.5"]);
+    assert!(format!("{:#}", bad.unwrap_err()).contains("algo.model_weight_min"));
 }
 
 #[test]

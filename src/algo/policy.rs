@@ -14,7 +14,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 
-use super::{Nets, Params, PolicyNet, bptt, fused, schedule::mpg_weights};
+use super::{Nets, Params, PolicyNet, bptt, fused, schedule::configured_weights};
 use crate::config::{AlgoName, Config, RolloutGradient};
 use crate::env::PriorModel;
 use crate::nn::{self, Kernels, plain_device, tensor2};
@@ -78,7 +78,7 @@ pub fn loss(
         }
         (AlgoName::Nadp, _) => (model_return(ctx, pi, s, true, rng).neg(), None),
         (AlgoName::MpgV1 | AlgoName::MpgV2, _) => {
-            let (wd, wm) = mpg_weights(k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
+            let (wd, wm) = configured_weights(cfg, k);
             let all = a.rollout_gradient == RolloutGradient::AllActions;
             let j0 = data_return(nets, p, pi, s.clone());
             let jh = model_return(ctx, pi, s, all, rng);
@@ -208,7 +208,7 @@ pub fn gradient_fused(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -
         }
         AlgoName::MpgV1 | AlgoName::MpgV2 => {
             // MPG = w_data·∇J_0 + w_model·∇J_H, both through one policy pass at s_0.
-            let (wd, wm) = mpg_weights(k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
+            let (wd, wm) = configured_weights(cfg, k);
             let all = a.rollout_gradient == RolloutGradient::AllActions;
             let weights = (wd as f32, wm as f32);
             let (grads, j0, jh) = bptt::mixed_grad(ctx, obs, all, weights, rng);

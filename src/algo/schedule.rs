@@ -1,5 +1,19 @@
 //! The rule-based weights of MPG, eqs. (10)–(11) of the paper.
 
+use crate::config::Config;
+
+/// MPG's `(w_data, w_model)` at iteration `k` under `cfg`: eqs. (10)–(11) with
+/// `algo.model_weight_min` as the model weight's floor.
+pub fn configured_weights(cfg: &Config, k: u64) -> (f64, f64) {
+    let a = &cfg.algo;
+    let (wd, wm) = mpg_weights(k, a.schedule_iterations, a.eta, cfg.schedule_exponent());
+    if wm < a.model_weight_min {
+        (1.0 - a.model_weight_min, a.model_weight_min)
+    } else {
+        (wd, wm)
+    }
+}
+
 /// `(w_data, w_model)` at iteration `i` for schedule length `t` (T), rate `eta` (η) and
 /// exponent `h` (H).
 ///

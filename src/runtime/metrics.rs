@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::evaluator::EvalResult;
 use super::progress::Row;
-use crate::algo::{GradStats, Grads, schedule::mpg_weights};
+use crate::algo::{GradStats, Grads, schedule::configured_weights};
 use crate::config::{AlgoName, Config};
 
 /// Running means between two log rows.
@@ -127,12 +127,7 @@ pub(super) fn mean(a: (f64, u64)) -> Option<f64> {
 /// The `(w_data, w_model)` an algorithm uses at iteration `k`.
 pub(super) fn weights(cfg: &Config, k: u64) -> (f64, f64) {
     match cfg.algo.name {
-        AlgoName::MpgV1 | AlgoName::MpgV2 => mpg_weights(
-            k,
-            cfg.algo.schedule_iterations,
-            cfg.algo.eta,
-            cfg.schedule_exponent(),
-        ),
+        AlgoName::MpgV1 | AlgoName::MpgV2 => configured_weights(cfg, k),
         AlgoName::Nadp => (0.0, 1.0),
         _ => (1.0, 0.0),
     }
