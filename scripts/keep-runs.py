@@ -6,8 +6,10 @@ that a later checkout reports them and a re-run of the grid skips them.
 
 For every run directory under RUNS_DIR (one with `config.toml` and `progress.csv`) whose last
 row reaches the config's `train.iterations`, writes KEEP_DIR/<same relative path>/ with its
-`config.toml` (and `task.toml`) and a `progress.csv` cut to the evaluation rows and every 100th
-row (what `mixpg report` reads: evaluations, and the timing columns as a sample). Unfinished
+`config.toml` (and `task.toml`) and a `progress.csv` cut to the evaluation rows and the first
+two rows of every 100 (what `mixpg report` reads: evaluations, and the timing columns as a
+sample; two rows, because with `algo.policy_delay = 2` only every second row has a policy
+gradient and its time). Unfinished
 runs are left out (their checkpoints are not kept). Files are written to a temporary name and
 renamed. To continue the grid in a new checkout, copy KEEP_DIR back to RUNS_DIR and run the
 same `mixpg bench` command: the kept runs are skipped as finished.
@@ -42,7 +44,7 @@ def keep(run: Path, dest: Path) -> bool:
     it, ev = header.index("iteration"), header.index("eval_return_mean")
     if int(float(body[-1][it])) < total:
         return False
-    kept = [r for r in body if r[ev] != "" or int(float(r[it])) % EVERY == 0]
+    kept = [r for r in body if r[ev] != "" or int(float(r[it])) % EVERY < 2]
     out = "\n".join(",".join(r) for r in [header, *kept]) + "\n"
     write(dest / "progress.csv", out)
     for name in ("config.toml", "task.toml"):

@@ -279,7 +279,10 @@ fn a_model_weight_floor_holds_w_model_in_the_gradient() {
             );
         }
     }
-    assert!(mpg_weights(299, 300, 0.1, 6).1 < 0.3, "the floor is reached");
+    assert!(
+        mpg_weights(299, 300, 0.1, 6).1 < 0.3,
+        "the floor is reached"
+    );
     let bad = common::lqr_config_result("mpg_v1", &["algo.model_weight_min=1.5"]);
     assert!(format!("{:#}", bad.unwrap_err()).contains("algo.model_weight_min"));
 }

@@ -471,12 +471,15 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
             && rows[1].ends_with(",3000,rollout_gradient=first_action"),
         "{csv}"
     );
-    // Each variant has its own colour in every figure.
+    // Each variant has its own colour in every figure, ...
     let grouped = mixpg::report::group_runs(mixpg::report::load_runs(&root).unwrap().runs);
     let colors = mixpg::report::plots::Colors::new(&grouped);
     let keys: Vec<&String> = grouped.values().flatten().map(|(k, _)| k).collect();
     assert_eq!(keys.len(), 2);
     assert_ne!(colors.of(keys[0]), colors.of(keys[1]));
+    // ... a shade of their algorithm's, the second variant's curve dashed.
+    assert_eq!(colors.of(keys[0]), mixpg::report::plots::algo_color("mpg_v1"));
+    assert!(!colors.dashed(keys[0]) && colors.dashed(keys[1]));
 
     // A key missing from a config counts as its default: a run written before the key existed
     // (or one that leaves it out) joins the runs that spell the default out, and is labelled by

@@ -99,42 +99,51 @@ pub fn algo_color(key: &str) -> RGBColor {
     }
 }
 
-/// Colours of one report: each algorithm its fixed colour, each variant (`algo [key=value]`)
-/// a distinct colour no algorithm uses, assigned in display order, the same in every figure.
-pub struct Colors(BTreeMap<String, RGBColor>);
+/// Colours of one report: each algorithm its fixed colour; a variant (`algo [key=value]`)
+/// its algorithm's colour, shaded by the variant's place among the report's variant labels
+/// (the first as is, the second darker, the third lighter, ...), and in the learning curves
+/// every variant but the first dashed, so one algorithm's variants read as one family.
+pub struct Colors(BTreeMap<String, (RGBColor, bool)>);
 
 impl Colors {
     /// Assign the colours of every algorithm and variant in `grouped`.
     pub fn new(grouped: &Grouped) -> Self {
-        const VARIANT: [(u8, u8, u8); 6] = [
-            (227, 119, 194),
-            (60, 60, 60),
-            (188, 189, 34),
-            (140, 0, 80),
-            (0, 128, 110),
-            (23, 60, 120),
-        ];
+        // Mix with black (negative) or white (positive), by the variant's place.
+        const SHADES: [f64; 6] = [0.0, -0.45, 0.45, -0.7, 0.65, -0.25];
+        let mut labels: Vec<&str> = Vec::new();
         let mut map = BTreeMap::new();
-        let mut variants = 0;
         for (key, _) in grouped.values().flatten() {
-            if map.contains_key(key) {
+            let Some((algo, variant)) = key.split_once(" [") else {
+                map.insert(key.clone(), (algo_color(key), false));
                 continue;
-            }
-            let color = if key.contains(" [") {
-                let (r, g, b) = VARIANT[variants % VARIANT.len()];
-                variants += 1;
-                RGBColor(r, g, b)
-            } else {
-                algo_color(key)
             };
-            map.insert(key.clone(), color);
+            let place = labels
+                .iter()
+                .position(|l| *l == variant)
+                .unwrap_or_else(|| {
+                    labels.push(variant);
+                    labels.len() - 1
+                });
+            let shade = SHADES[place % SHADES.len()];
+            let RGBColor(r, g, b) = algo_color(algo);
+            let mix = |c: u8| {
+                let c = c as f64;
+                let target = if shade < 0.0 { 0.0 } else { 255.0 };
+                (c + (target - c) * shade.abs()).round() as u8
+            };
+            map.insert(key.clone(), (RGBColor(mix(r), mix(g), mix(b)), place > 0));
         }
         Self(map)
     }
 
+    /// Whether the learning curve of an algorithm or variant key is drawn dashed.
+    pub fn dashed(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|c| c.1)
+    }
+
     /// The colour of an algorithm or variant key.
     pub fn of(&self, key: &str) -> RGBColor {
-        self.0.get(key).copied().unwrap_or_else(|| algo_color(key))
+        self.0.get(key).map_or_else(|| algo_color(key), |c| c.0)
     }
 }
 
@@ -436,12 +445,22 @@ where
                 chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15))))?;
             }
             let line: Vec<(f64, f64)> = pts.iter().map(|&(x, _, m, _)| (x, m)).collect();
-            chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?;
+            let dashed = colors.dashed(algo);
+            if dashed {
+                chart.draw_series(DashedLineSeries::new(
+                    line.clone(),
+                    8,
+                    5,
+                    color.stroke_width(2),
+                ))?;
+            } else {
+                chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?;
+            }
             chart.draw_series(line.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
             legend.push((
                 format!("{} (n={})", algo_display_name(algo), runs.len()),
                 color,
-                false,
+                dashed,
             ));
         }
         let req = task.min_requirement();
@@ -687,15 +706,24 @@ where
                 .filter_map(|(_, b, _)| b.map(|b| b.whisker_lo))
                 .fold(0.0f64, f64::min);
             let names: Vec<String> = boxes.iter().map(|(a, _, _)| short_name(a)).collect();
+            // Names that would overlap side by side (variants' labels) are set vertically.
+            let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+            let vertical = longest * 8 * m > area.dim_in_pixel().0 as usize * 3 / 4;
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("{}: {}", task.display_name(), title), (FONT, 22))
                 .margin(14)
-                .x_label_area_size(45)
+                .x_label_area_size(if vertical {
+                    20 + 8 * longest as u32
+                } else {
+                    45
+                })
                 .y_label_area_size(70)
                 .build_cartesian_2d(Slots(m), ymin..ymax)?;
             let name_of = |x: &f64| {
                 let j = x.round();
-                if (x - j).abs() < 1e-6 && j >= 0.0 && (j as usize) < names.len() {
+                if vertical {
+                    String::new() // drawn below, after the mesh
+                } else if (x - j).abs() < 1e-6 && j >= 0.0 && (j as usize) < names.len() {
                     names[j as usize].clone()
                 } else {
                     String::new()
@@ -710,6 +738,15 @@ where
                 .label_style((FONT, 15))
                 .axis_desc_style((FONT, 18))
                 .draw()?;
+            if vertical {
+                let font = (FONT, 14).into_font().transform(FontTransform::Rotate90);
+                let (bx, by) = area.get_base_pixel();
+                for (j, name) in names.iter().enumerate() {
+                    let (px, py) = chart.backend_coord(&(j as f64, ymin));
+                    let at = (px - bx + 7, py - by + 8);
+                    area.draw(&Text::new(name.clone(), at, font.clone()))?;
+                }
+            }
             for (j, (algo, b, vals)) in boxes.iter().enumerate() {
                 let Some(b) = b else {
                     continue;
