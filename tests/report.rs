@@ -478,7 +478,10 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
     assert_eq!(keys.len(), 2);
     assert_ne!(colors.of(keys[0]), colors.of(keys[1]));
     // ... a shade of their algorithm's, the second variant's curve dashed.
-    assert_eq!(colors.of(keys[0]), mixpg::report::plots::algo_color("mpg_v1"));
+    assert_eq!(
+        colors.of(keys[0]),
+        mixpg::report::plots::algo_color("mpg_v1")
+    );
     assert!(!colors.dashed(keys[0]) && colors.dashed(keys[1]));
 
     // A key missing from a config counts as its default: a run written before the key existed

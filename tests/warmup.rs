@@ -1,6 +1,6 @@
 //! The warm-up's actions: `algo.warmup_actions = "uniform"` acts uniformly at random in the
 //! action box for the warm-up's transitions (serial: the first `algo.warmup_samples`; async:
-//! each actor its share), then with the policy; `"policy"` (the default) acts with the initial
+//! each actor its share, unless it starts with an updated policy), then with the policy; `"policy"` (the default) acts with the initial
 //! policy and its exploration noise throughout.
 
 mod common;
@@ -8,8 +8,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{lqr_config, tempdir};
+use mixpg::algo::{Agent, Nets};
 use mixpg::env::{Env, StepOut, Task, TaskSpec, lookup};
+use mixpg::runtime::roles::{ActorCore, Snapshot};
 use mixpg::runtime::train_task;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
 
 /// The actions every environment instance received, one list per instance in creation order.
 type Recorded = Arc<Mutex<Vec<Arc<Mutex<Vec<f32>>>>>>;
@@ -128,21 +132,31 @@ fn the_default_warm_up_acts_with_the_initial_policy() {
     );
 }
 
+/// The actions of an asynchronous actor's first `collections` collections, started with a
+/// policy snapshot of `version`.
+fn actor_actions(extra: &[&str], version: u64, collections: usize) -> Vec<f32> {
+    let mut sets = vec!["runtime.mode=\"async\"", "runtime.actors=2"];
+    sets.extend_from_slice(extra);
+    let cfg = lqr_config("td3", &sets);
+    let task = lookup("lqr").unwrap();
+    let nets = Nets::new(&cfg, task.spec());
+    let agent = Agent::new(&nets, &cfg, &mut Pcg64Mcg::seed_from_u64(0));
+    let snapshot = Snapshot::of(version, &agent.params);
+    let mut actor = ActorCore::new(&cfg, &task, 1, 2, &snapshot).unwrap();
+    (0..collections)
+        .flat_map(|_| actor.collect().unwrap().act)
+        .collect()
+}
+
 #[test]
 fn asynchronous_actors_each_act_uniformly_for_their_share_of_the_warm_up() {
-    let envs = run(
-        "warmup-async",
-        &[
-            "algo.warmup_actions=\"uniform\"",
-            "runtime.mode=\"async\"",
-            "runtime.actors=2",
-            "runtime.learners=1",
-        ],
-    );
-    // Each actor's share is 250 transitions.
-    let uniform = envs
-        .iter()
-        .filter(|a| a.len() >= 250 && looks_uniform(&a[..248]))
-        .count();
-    assert_eq!(uniform, 2, "both actors act uniformly for their share");
+    // lqr_config: warm-up 500, 4 agents × 4 steps per collection; 2 actors: 250 each, i.e. 63
+    // vectorized steps (252 transitions) uniformly, then the policy.
+    let uniform = ["algo.warmup_actions=\"uniform\""];
+    let a = actor_actions(&uniform, 0, 32);
+    assert!(looks_uniform(&a[..252]), "an actor's share of the warm-up");
+    assert!(!looks_uniform(&a[252..]), "the policy after the share");
+    // An actor (re)started with an updated policy acts with it from the start.
+    assert!(!looks_uniform(&actor_actions(&uniform, 3, 16)));
+    assert!(!looks_uniform(&actor_actions(&[], 0, 16)));
 }
