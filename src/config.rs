@@ -57,7 +57,7 @@ pub struct TaskConfig {
     pub reward_scale: f64,
     /// Which differentiable model the model-driven terms run through: `prior` (default, the
     /// task's own model) or `learned` (an ensemble fitted to the replay, the `[model]` table).
-    #[serde(default, skip_serializing_if = "ModelKind::is_prior")]
+    #[serde(default)]
     pub model: ModelKind,
 }
 
@@ -70,12 +70,6 @@ pub enum ModelKind {
     Prior,
     /// An ensemble of MLPs fitted to the replay buffer (`[model]`).
     Learned,
-}
-
-impl ModelKind {
-    fn is_prior(&self) -> bool {
-        *self == Self::Prior
-    }
 }
 
 /// How a policy gradient uses the learned ensemble (`model.member`).

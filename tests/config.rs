@@ -79,6 +79,9 @@ fn overrides_apply_and_resolved_config_round_trips() {
     assert_eq!(c.train.seed, 7);
     let again = Config::from_toml_str(&c.to_toml(), &[]).unwrap();
     assert_eq!(c, again);
+    // The resolved config names the default model too, so a report over prior- and
+    // learned-model runs labels both rows by value.
+    assert!(c.to_toml().contains("model = \"prior\""), "{}", c.to_toml());
 }
 
 /// Every shipped config collects 512 transitions per 10 iterations, as the reference's worker
