@@ -212,6 +212,27 @@ fn weight_schedule_matches_hand_computed_values() {
     assert!((a - 0.068_814_875).abs() < 1e-6);
 }
 
+/// MPG's policy gradient under `mpg` at iteration `k` is `wd·∇J_0 + wm·∇J_H`: n-step DPG's and
+/// n-step ADP's gradients on the same batch with the settings `sets`.
+fn assert_weighted_mix(mpg: &Config, sets: &[&str], k: u64, (wd, wm): (f64, f64)) {
+    let (nets, p, obs) = setup(mpg);
+    let g = policy_grad(&nets, mpg, &p, &obs, k);
+    let g0 = policy_grad(&nets, &lqr_config("ndpg", sets), &p, &obs, k);
+    let gh = policy_grad(&nets, &lqr_config("nadp", sets), &p, &obs, k);
+    for ((a, b), c) in g
+        .iter()
+        .flatten()
+        .zip(g0.iter().flatten())
+        .zip(gh.iter().flatten())
+    {
+        let want = wd as f32 * b + wm as f32 * c;
+        assert!(
+            (a - want).abs() < 1e-5 + 1e-4 * want.abs(),
+            "k={k}: {a} vs {want}"
+        );
+    }
+}
+
 #[test]
 fn mpg_gradient_is_the_weighted_ndpg_and_nadp_gradients() {
     // On the `all_actions` reading (the gradient of loss (9), every rollout action π_θ(s_t)),
@@ -223,24 +244,9 @@ fn mpg_gradient_is_the_weighted_ndpg_and_nadp_gradients() {
         "mpg_v1",
         &[sets[0], sets[1], "algo.rollout_gradient=all_actions"],
     );
-    let (nets, p, obs) = setup(&mpg);
     for k in [0, 150, 299] {
         let (wd, wm) = mpg_weights(k, 300, 0.1, 6);
-        let g = policy_grad(&nets, &mpg, &p, &obs, k);
-        let g0 = policy_grad(&nets, &lqr_config("ndpg", &sets), &p, &obs, k);
-        let gh = policy_grad(&nets, &lqr_config("nadp", &sets), &p, &obs, k);
-        for ((a, b), c) in g
-            .iter()
-            .flatten()
-            .zip(g0.iter().flatten())
-            .zip(gh.iter().flatten())
-        {
-            let want = wd as f32 * b + wm as f32 * c;
-            assert!(
-                (a - want).abs() < 1e-5 + 1e-4 * want.abs(),
-                "k={k}: {a} vs {want}"
-            );
-        }
+        assert_weighted_mix(&mpg, &sets, k, (wd, wm));
     }
 }
 
@@ -258,26 +264,11 @@ fn a_model_weight_floor_holds_w_model_in_the_gradient() {
             "algo.model_weight_min=0.3",
         ],
     );
-    let (nets, p, obs) = setup(&mpg);
     for k in [0, 299] {
         let (wd, wm) = mpg_weights(k, 300, 0.1, 6);
         let (wd, wm) = if wm < 0.3 { (0.7, 0.3) } else { (wd, wm) };
         assert_eq!(configured_weights(&mpg, k), (wd, wm));
-        let g = policy_grad(&nets, &mpg, &p, &obs, k);
-        let g0 = policy_grad(&nets, &lqr_config("ndpg", &sets), &p, &obs, k);
-        let gh = policy_grad(&nets, &lqr_config("nadp", &sets), &p, &obs, k);
-        for ((a, b), c) in g
-            .iter()
-            .flatten()
-            .zip(g0.iter().flatten())
-            .zip(gh.iter().flatten())
-        {
-            let want = wd as f32 * b + wm as f32 * c;
-            assert!(
-                (a - want).abs() < 1e-5 + 1e-4 * want.abs(),
-                "k={k}: {a} vs {want}"
-            );
-        }
+        assert_weighted_mix(&mpg, &sets, k, (wd, wm));
     }
     assert!(
         mpg_weights(299, 300, 0.1, 6).1 < 0.3,
