@@ -355,6 +355,12 @@ pub struct AlgoConfig {
     /// wholly to the data term by T; see `docs/design.md`, "MPG-v1's late collapses".
     #[serde(default)]
     pub model_weight_min: f64,
+    /// κ of a proximal term `κ/2 · mean ‖(π(s) − π_target(s)) / half-range‖²` added to the
+    /// policy loss of deterministic policies: a soft trust region that holds each policy step
+    /// near the slowly moving target policy. 0 (the default, the paper) adds nothing; see
+    /// `docs/design.md`, "MPG-v1's late collapses".
+    #[serde(default)]
+    pub policy_proximal: f64,
     /// H of the weight schedule (10), the exponent; defaults to `horizon` when absent.
     #[serde(default)]
     pub schedule_exponent: Option<usize>,
@@ -909,6 +915,16 @@ impl Config {
             (0.0..=1.0).contains(&a.model_weight_min),
             "algo.model_weight_min",
             "must be in [0, 1]",
+        )?;
+        check(
+            a.policy_proximal.is_finite() && a.policy_proximal >= 0.0,
+            "algo.policy_proximal",
+            "must be a finite number ≥ 0",
+        )?;
+        check(
+            a.policy_proximal == 0.0 || a.name != AlgoName::Sac,
+            "algo.policy_proximal",
+            "applies to deterministic policies; SAC's is stochastic (leave it at 0)",
         )?;
         check(
             a.schedule_iterations >= 2,

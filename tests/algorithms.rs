@@ -452,3 +452,98 @@ fn n_step_targets_follow_the_true_environment() {
         );
     }
 }
+
+#[test]
+fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differences() {
+    // algo.policy_proximal = κ adds κ/2 · mean ‖(π(s) − π_t(s)) / h‖² to the policy loss: its
+    // gradient is the same on the fused and the autodiff kernels, agrees with finite
+    // differences of its value, and is exactly what the configured policy gradient gains.
+    let base = ["network.hidden=[16, 16]", "algo.horizon=5"];
+    for algo in ["mpg_v1", "td3"] {
+        let with = |extra: &[&str]| {
+            let mut sets = base.to_vec();
+            sets.extend_from_slice(extra);
+            lqr_config(algo, &sets)
+        };
+        let cfg = with(&["algo.policy_proximal=2.5"]);
+        let (nets, mut p, obs) = setup(&cfg);
+        let mut rng = Pcg64Mcg::seed_from_u64(9);
+        let shift: Vec<Vec<f32>> =
+            p.pi.values()
+                .iter()
+                .map(|v| (0..v.len()).map(|_| rng.random_range(-1.0..1.0)).collect())
+                .collect();
+        p.pi_t = perturbed(&p.pi, &shift, 0.05); // the target policy lags the policy
+        let model = make_model("lqr", false).unwrap();
+        let ws = bptt::Workspace::default();
+        let proximal = |cfg: &Config, p: &Params| {
+            let nets = Nets::new(cfg, &nets.spec);
+            let ctx = PolicyCtx {
+                nets: &nets,
+                cfg,
+                p,
+                model: Some(model.as_ref()),
+                bptt: &ws,
+            };
+            policy::proximal_grad(ctx, &obs).expect("κ > 0")
+        };
+        let (fused, value) = proximal(&cfg, &p);
+        let autodiff_cfg = with(&["algo.policy_proximal=2.5", "network.kernels=\"autodiff\""]);
+        let (autodiff, value_ad) = proximal(&autodiff_cfg, &p);
+        assert!(value > 1e-6, "{algo}: the policy and its target differ");
+        assert!(
+            (value - value_ad).abs() < 1e-5 * value.max(1.0),
+            "{value} vs {value_ad}"
+        );
+        let diff: Vec<Vec<f32>> = fused
+            .iter()
+            .zip(&autodiff)
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect())
+            .collect();
+        assert!(
+            nn::global_norm(&diff) < 1e-4 * nn::global_norm(&fused),
+            "{algo}: fused and autodiff proximal gradients differ"
+        );
+        for _ in 0..2 {
+            let d: Vec<Vec<f32>> =
+                p.pi.values()
+                    .iter()
+                    .map(|v| (0..v.len()).map(|_| rng.random_range(-1.0..1.0)).collect())
+                    .collect();
+            let eps = 1e-3;
+            let at = |e: f32| {
+                let mut q = p.clone();
+                q.pi = perturbed(&p.pi, &d, e);
+                proximal(&autodiff_cfg, &q).1
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+            let analytic = dot(&fused, &d);
+            let tol = 3e-2 * analytic.abs().max(numeric.abs()).max(1e-4);
+            assert!(
+                (analytic - numeric).abs() < tol,
+                "{algo}: analytic {analytic} vs numeric {numeric}"
+            );
+        }
+        let k = 150;
+        let plain = policy_grad(&nets, &with(&[]), &p, &obs, k);
+        let total = policy_grad(&nets, &cfg, &p, &obs, k);
+        for ((t, g), f) in total
+            .iter()
+            .flatten()
+            .zip(plain.iter().flatten())
+            .zip(fused.iter().flatten())
+        {
+            assert!(
+                (t - (g + f)).abs() < 1e-5 * (1.0 + g.abs()),
+                "{algo}: {t} ≠ {g} + {f}"
+            );
+        }
+    }
+    for (algo, value) in [("mpg_v2", "-1.0"), ("sac", "0.5")] {
+        let bad = common::lqr_config_result(algo, &[&format!("algo.policy_proximal={value}")]);
+        assert!(
+            format!("{:#}", bad.unwrap_err()).contains("algo.policy_proximal"),
+            "{algo} with {value} is refused"
+        );
+    }
+}

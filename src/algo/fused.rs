@@ -156,6 +156,35 @@ pub fn data_actor_grad(nets: &Nets, p: &Params, obs: &[f32], weight: f32) -> (Ve
     })
 }
 
+/// Gradient w.r.t. the policy of the proximal term `κ/2 · mean_s Σ_j ((π(s)_j − π_t(s)_j) /
+/// h_j)²` (`π_t` the target policy, `h` the actions' half-ranges) and its value.
+pub fn proximal_actor_grad(
+    nets: &Nets,
+    p: &Params,
+    obs: &[f32],
+    kappa: f32,
+    half: &[f32],
+) -> (Vec<Vec<f32>>, f64) {
+    let PolicyNet::Det(pol) = &nets.policy else {
+        unreachable!("the proximal term is for deterministic policies (checked in the config)")
+    };
+    let batch = obs.len() / nets.spec.obs_dim;
+    let target = act(nets, &p.pi_t, obs);
+    with_workspace(|w| {
+        let a = pol.forward_host(p.pi.values(), obs, batch, &mut w.pi);
+        let mut sq = 0.0f64;
+        w.d_act.clear();
+        for ((x, t), h) in a.iter().zip(&target).zip(half.iter().cycle()) {
+            let e = (x - t) / h;
+            sq += (e as f64) * (e as f64);
+            w.d_act.push(kappa * e / (h * batch as f32));
+        }
+        let mut g = zeros_like(&p.pi);
+        pol.backward_host(p.pi.values(), &w.pi, &w.d_act, Some(&mut g), None);
+        (g, 0.5 * kappa as f64 * sq / batch as f64)
+    })
+}
+
 /// SAC's actor loss `mean[α log π(a|s) − min_i Q_i(s, clip(a))]` (the raw `a` with
 /// [`Nets::raw_sample`]), `a ~ π` reparameterised: the policy gradient, the loss and
 /// `mean log π` (for the temperature gradient). Draws the noise from `rng` exactly as the

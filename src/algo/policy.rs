@@ -146,15 +146,70 @@ pub fn model_return(
 
 /// The policy gradient of iteration `k` on the replayed states `obs` (row-major), on the
 /// kernels `network.kernels` selects.
+/// With `algo.policy_proximal` κ > 0, the loss includes the proximal term ([`proximal_grad`]).
 pub fn gradient(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -> PolicyOut {
-    match ctx.nets.kernels {
+    let out = match ctx.nets.kernels {
         Kernels::Fused => gradient_fused(ctx, obs, k, rng),
         Kernels::Autodiff => gradient_autodiff(ctx, obs, k, rng),
+    };
+    with_proximal(ctx, obs, out)
+}
+
+/// `out` with the proximal term's gradient and value added when `algo.policy_proximal` > 0.
+fn with_proximal(ctx: PolicyCtx, obs: &[f32], mut out: PolicyOut) -> PolicyOut {
+    if let Some((grads, value)) = proximal_grad(ctx, obs) {
+        for (o, g) in out.grads.iter_mut().zip(&grads) {
+            o.iter_mut().zip(g).for_each(|(o, g)| *o += g);
+        }
+        out.loss += value;
     }
+    out
+}
+
+/// The half-ranges of the action box (1 for an unbounded dimension): the proximal term's units.
+fn action_half_ranges(nets: &Nets) -> Vec<f32> {
+    let spec = &nets.spec;
+    spec.action_low
+        .iter()
+        .zip(&spec.action_high)
+        .map(|(lo, hi)| {
+            let h = 0.5 * (hi - lo);
+            if h.is_finite() && h > 0.0 { h } else { 1.0 }
+        })
+        .collect()
+}
+
+/// Gradient and value of the proximal term `κ/2 · mean_s Σ_j ((π(s)_j − π_t(s)_j) / h_j)²`
+/// (`κ = algo.policy_proximal`, `π_t` the target policy, `h` the action half-ranges), on the
+/// kernels `network.kernels` selects; `None` when κ = 0. A soft trust region on the policy
+/// step: the policy is held near its slowly moving average.
+pub fn proximal_grad(ctx: PolicyCtx, obs: &[f32]) -> Option<(Vec<Vec<f32>>, f64)> {
+    let PolicyCtx { nets, cfg, p, .. } = ctx;
+    let kappa = cfg.algo.policy_proximal as f32;
+    if kappa == 0.0 {
+        return None;
+    }
+    let half = action_half_ranges(nets);
+    Some(match nets.kernels {
+        Kernels::Fused => fused::proximal_actor_grad(nets, p, obs, kappa, &half),
+        Kernels::Autodiff => {
+            let (o, d) = (nets.spec.obs_dim, nets.spec.act_dim);
+            let device = plain_device();
+            let s = tensor2(obs.to_vec(), obs.len() / o, o, &device);
+            let inv_h = tensor2(half.iter().map(|h| 1.0 / h).collect(), 1, d, &device);
+            let tracked = p.pi.track();
+            let a = nets.policy.act(&tracked.leaves, s.clone());
+            let t = nets.policy.act(p.pi_t.frozen(), s);
+            let e = a.sub(t).mul(inv_h);
+            let term = e.clone().mul(e).sum_dim(1).mean().mul_scalar(0.5 * kappa);
+            let value = nn::scalar(term.clone().inner()) as f64;
+            (tracked.grads(&term.backward()), value)
+        }
+    })
 }
 
 /// The gradient of the data-driven loss `−J_0` alone (MPG while its learned model warms up),
-/// on the kernels `network.kernels` selects.
+/// plus the proximal term when configured, on the kernels `network.kernels` selects.
 pub fn data_gradient(ctx: PolicyCtx, obs: &[f32]) -> PolicyOut {
     let PolicyCtx { nets, p, .. } = ctx;
     let (grads, j0) = match nets.kernels {
@@ -168,11 +223,12 @@ pub fn data_gradient(ctx: PolicyCtx, obs: &[f32]) -> PolicyOut {
             (tracked.grads(&j0.neg().backward()), value)
         }
     };
-    PolicyOut {
+    let out = PolicyOut {
         grads,
         loss: -j0,
         log_alpha_grad: None,
-    }
+    };
+    with_proximal(ctx, obs, out)
 }
 
 /// The temperature gradient `d/d log α` of `−log α · (E log π + target_entropy)`, when learned.
