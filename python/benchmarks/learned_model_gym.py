@@ -1,0 +1,152 @@
+"""MPG-v2 through a learned dynamics model against mixpg's TD3 and SAC, at equal env steps, on
+Gymnasium tasks that come with no model (issue 19).
+
+    python python/benchmarks/learned_model_gym.py --out DIR [--tasks pendulum,cheetah]
+        [--algos mpg_v2,td3,sac] [--seeds 0,1,2] [--scale 1.0]
+
+Needs gymnasium[mujoco] next to mixpg (a benchmark venv). Per task, every algorithm gets the same
+env steps, warm-up (uniform actions, as SB3's ``learning_starts``), discount, batch, learning
+rates and [400, 300] networks (RL Zoo's TD3 settings); MPG-v2 learns through ``model="learned"``
+(``task.model = "learned"``: an ensemble of 5 MLPs of 2×200 fitted to the replay every 250
+iterations, horizon 10, the generic config's defaults). mixpg evaluates every ``eval`` env steps
+(10 deterministic episodes).
+
+* ``Pendulum-v1``: 20 000 env steps, 1000 of warm-up, γ = 0.98, evaluated every 1000.
+* ``HalfCheetah-v5``: 100 000 env steps, 10 000 of warm-up, γ = 0.99, evaluated every 5000.
+
+Runs are resumable: a finished run in ``DIR`` is reused, an unfinished one continues from its
+newest checkpoint (``mixpg.resume``), so the grid can span sessions. At the end the script writes
+``DIR/results-<tasks>.json``, prints per task the final return of every run, the medians, and for each
+MPG-v2 seed the env steps at which it first reached TD3's median final return (the issue's goal:
+at most half the env steps), and reports each task's runs with ``mixpg.report`` into
+``DIR/report-<task>`` (learning curves, Table-I style table). It ends with the line
+``learned_model_gym: done``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import mixpg
+
+TASKS = {
+    "pendulum": dict(env="Pendulum-v1", steps=20_000, warmup=1_000, gamma=0.98, eval=1_000,
+                     buffer=200_000),
+    "cheetah": dict(env="HalfCheetah-v5", steps=100_000, warmup=10_000, gamma=0.99, eval=5_000,
+                    buffer=1_000_000),
+}
+
+
+def settings(task: dict, scale: float) -> tuple[int, dict]:
+    """The run's iterations and the config keys every algorithm of ``task`` shares."""
+    steps, warmup = int(task["steps"] * scale), int(task["warmup"] * scale)
+    every = max(int(task["eval"] * scale), 1)
+    iterations = steps - warmup
+    return iterations, {
+        "algo.gamma": task["gamma"],
+        "algo.buffer_capacity": task["buffer"],
+        "algo.warmup_samples": warmup,
+        "algo.warmup_actions": "uniform",
+        "algo.batch_size": 256,
+        "algo.explore_noise": 0.1,
+        "algo.q_lr": "{ initial = 1e-3, final_lr = 1e-3, steps = 1 }",
+        "algo.policy_lr": "{ initial = 1e-3, final_lr = 1e-3, steps = 1 }",
+        "network.hidden": [400, 300],
+        "train.eval_interval": every,
+        "train.eval_episodes": 10,
+        "train.checkpoint_interval": 2 * every,
+        "train.log_interval": 100,
+    }
+
+
+def finished(out: Path, iterations: int) -> bool:
+    return (out / "progress.csv").is_file() and \
+        int(mixpg.read_progress(out)["iteration"][-1]) == iterations
+
+
+def run(algo: str, task: dict, seed: int, out: Path, scale: float) -> dict:
+    """Train (or reuse, or resume) one run; its evaluations as (env steps, return)."""
+    iterations, sets = settings(task, scale)
+    env = lambda: gym.make(task["env"])  # noqa: E731
+    if finished(out, iterations):
+        print(f"reusing the finished run {out}", flush=True)
+    elif (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+        print(f"resuming {out}", flush=True)
+        mixpg.resume(out, env=env)
+    else:
+        mixpg.train(algo, out, env=env, model="learned" if algo == "mpg_v2" else None,
+                    seed=seed, iterations=iterations, overrides=sets)
+    p = mixpg.read_progress(out)
+    evals = [(int(k), float(v)) for k, v in zip(p["env_steps"], p["eval_return_mean"])
+             if not np.isnan(v)]
+    return {"algo": algo, "seed": seed, "dir": str(out), "evals": evals,
+            "final": evals[-1][1], "wall_s": float(p["wall_s"][-1])}
+
+
+def first_reaching(evals: list[tuple[int, float]], goal: float) -> int | None:
+    return next((k for k, r in evals if r >= goal), None)
+
+
+def summarize(name: str, task: dict, runs: list[dict], scale: float) -> dict:
+    """Print the task's finals and the goal's reading; returns them."""
+    steps = int(task["steps"] * scale)
+    print(f"\n{task['env']}, {steps} env steps: final return (10 deterministic episodes)")
+    finals = {}
+    for algo in dict.fromkeys(r["algo"] for r in runs):
+        f = [r["final"] for r in runs if r["algo"] == algo]
+        finals[algo] = statistics.median(f)
+        per = ", ".join(f"{x:.1f}" for x in f)
+        print(f"  {algo:<8} median {finals[algo]:>9.1f}   per seed {per}")
+    summary = {"steps": steps, "median_final": finals}
+    if "td3" in finals and "mpg_v2" in finals:
+        goal = finals["td3"]
+        reach = [first_reaching(r["evals"], goal) for r in runs if r["algo"] == "mpg_v2"]
+        half = [k is not None and k <= steps // 2 for k in reach]
+        print(f"  MPG-v2 first reaching TD3's median final {goal:.1f} at env steps {reach} "
+              f"(goal: at most {steps // 2}); met by {sum(half)} of {len(reach)} seeds")
+        summary.update(td3_final=goal, mpg_reach=reach, goal_met=sum(half))
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--tasks", default="pendulum,cheetah")
+    ap.add_argument("--algos", default="mpg_v2,td3,sac")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="multiply env steps, warm-up and evaluation interval (a quick check)")
+    ap.add_argument("--no-report", action="store_true", help="skip mixpg.report")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    algos = args.algos.split(",")
+    results = {}
+    for name in args.tasks.split(","):
+        if name not in TASKS:
+            raise SystemExit(f"unknown task {name!r}: use {', '.join(TASKS)}")
+        task = TASKS[name]
+        runs = []
+        for seed in seeds:  # seed-major: every algorithm's seed 0 first
+            for algo in algos:
+                r = run(algo, task, seed, args.out / name / f"{algo}-{seed}", args.scale)
+                print(f"{task['env']} {algo} seed {seed}: final {r['final']:.1f} "
+                      f"({r['wall_s']:.0f} s)", flush=True)
+                runs.append(r)
+        results[name] = {"runs": runs, "summary": summarize(name, task, runs, args.scale)}
+        if not args.no_report:
+            mixpg.report(args.out / name, args.out / f"report-{name}")
+    path = args.out / ("results-" + "-".join(args.tasks.split(",")) + ".json")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)
+    print("learned_model_gym: done")
+
+
+if __name__ == "__main__":
+    main()
