@@ -658,3 +658,46 @@ fn run_digest_names_the_best_return_and_the_goals_reached() {
     assert!(digest.contains("goal -10: not reached"), "{digest}");
     let _ = fs::remove_dir_all(&root);
 }
+
+#[test]
+fn tasks_without_goals_get_no_convergence_figure() {
+    // A Gymnasium task without a reward threshold has no goals: curves and timing are drawn,
+    // the convergence figure (empty otherwise) is not, and an earlier one is removed.
+    let root = scratch("no-goals");
+    let runs = root.join("RUNS");
+    for seed in 0..2 {
+        write_run(
+            &runs,
+            "Pendulum_v1",
+            "td3",
+            seed,
+            Some(&progress(
+                &[(0, -1500.0), (3000, -300.0), (6000, -150.0)],
+                1.0,
+                2.0,
+            )),
+            Some(&config("Pendulum_v1", "td3")),
+        );
+        let dir = runs.join("Pendulum_v1/td3").join(format!("seed{seed}"));
+        fs::write(
+            dir.join("task.toml"),
+            "name = \"Pendulum_v1\"\ntitle = \"Pendulum-v1\"\nobs_dim = 3\nact_dim = 1\n\
+             action_low = [-2.0]\naction_high = [2.0]\nepisode_len = 200\n\
+             obs_scale = [1.0, 1.0, 1.0]\ngoals = []\n",
+        )
+        .unwrap();
+    }
+    let out = root.join("out");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("convergence.png"), b"an earlier report's figure").unwrap();
+    let summary = write_report(&runs, &out).unwrap();
+    assert!(out.join("curves.png").is_file() && out.join("timing.png").is_file());
+    assert!(
+        !out.join("convergence.png").exists(),
+        "no goals, no convergence figure"
+    );
+    assert!(!summary.files.contains(&out.join("convergence.png")));
+    let md = fs::read_to_string(out.join("table1.md")).unwrap();
+    assert!(md.contains("Pendulum-v1") && md.contains("TD3"), "{md}");
+    fs::remove_dir_all(&root).ok();
+}

@@ -7,7 +7,8 @@
 //! * `table1.md`, `table1.csv` — asymptotic performance and convergence speed per task and
 //!   algorithm (see [`table`] for the exact layout and the statistics used);
 //! * `curves.png`, `curves.svg` — learning curves, one panel per task (Fig. 4(a)/5(a));
-//! * `convergence.png` — iterations needed to reach each goal return (Fig. 4(b)/5(b));
+//! * `convergence.png` — iterations needed to reach each goal return (Fig. 4(b)/5(b)), for the
+//!   tasks that have goals;
 //! * `timing.png` — box plots of `pg_time_ms` and `update_time_ms` per algorithm (Fig. 6).
 //!
 //! # Inputs

@@ -11,7 +11,8 @@
 //!   catastrophic early returns and the goals near zero are both readable; dashed lines at
 //!   every goal of Table I, the minimum requirement in bold; the value range covers every goal
 //!   and every quartile; the legend sits beside the chart, never over the data.
-//! * `convergence.png`: one panel per task, as the paper's Fig. 4(b)/5(b); x = goal return,
+//! * `convergence.png`: one panel per task that has goals (none when no task has any: a
+//!   Gymnasium task without a reward threshold), as the paper's Fig. 4(b)/5(b); x = goal return,
 //!   y = iterations to reach it; per algorithm the mean over the seeds that reached the goal
 //!   as a solid line with a shaded 95% CI band over consecutive reached goals (a CI whisker
 //!   for an isolated goal), markers filled when every seed reached the goal and hollow when
@@ -188,7 +189,8 @@ pub(crate) fn fmt_num(v: f64) -> String {
     }
 }
 
-/// Write `curves.png`, `curves.svg`, `convergence.png` and `timing.png` into `out`.
+/// Write `curves.png`, `curves.svg`, `convergence.png` (when a task has goals) and `timing.png`
+/// into `out`.
 pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     ensure_fonts()?;
     let mut files = Vec::new();
@@ -213,14 +215,28 @@ pub fn write_plots(grouped: &Grouped, out: &Path) -> anyhow::Result<Vec<PathBuf>
     }
     files.push(p);
 
-    let p = out.join("convergence.png");
-    {
-        let root = BitMapBackend::new(&p, (1050 * n, 560)).into_drawing_area();
-        draw_convergence(&root, grouped, &colors)?;
-        root.present()
-            .with_context(|| format!("cannot write {}", p.display()))?;
+    let with_goals: Vec<(&Task, &AlgoRuns)> = grouped
+        .iter()
+        .filter(|(task, _)| !task.goals().is_empty())
+        .collect();
+    if !with_goals.is_empty() {
+        let p = out.join("convergence.png");
+        {
+            let width = 1050 * with_goals.len() as u32;
+            let root = BitMapBackend::new(&p, (width, 560)).into_drawing_area();
+            draw_convergence(&root, &with_goals, &colors)?;
+            root.present()
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        files.push(p);
+    } else {
+        // An earlier report's figure would be read as this one's.
+        let stale = out.join("convergence.png");
+        if stale.is_file() {
+            std::fs::remove_file(&stale)
+                .with_context(|| format!("cannot remove the stale {}", stale.display()))?;
+        }
     }
-    files.push(p);
 
     let p = out.join("timing.png");
     {
@@ -503,15 +519,15 @@ where
 
 fn draw_convergence<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    grouped: &Grouped,
+    tasks: &[(&Task, &AlgoRuns)],
     colors: &Colors,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((1, grouped.len().max(1)));
-    for (panel, (task, algos)) in panels.iter().zip(grouped) {
+    let panels = root.split_evenly((1, tasks.len().max(1)));
+    for (panel, &(task, algos)) in panels.iter().zip(tasks) {
         let (w, _) = panel.dim_in_pixel();
         let (area, legend_area) = panel.split_horizontally(w as i32 - LEGEND_W);
         let table = task_table(task.clone(), algos);
