@@ -504,8 +504,8 @@ pub struct RuntimeConfig {
     pub group_resources: BTreeMap<String, f64>,
     /// Ray: a learner group answers a round once it has made this many gradients per learner
     /// thread (or after 0.1 s); larger rounds cost the driver less per update and make the
-    /// gradients staler (docs/design.md).
-    #[serde(default = "d_two")]
+    /// gradients staler (docs/design.md). Default 8.
+    #[serde(default = "d_round_gradients")]
     pub round_gradients_per_learner: usize,
     /// Worker panic policy (async).
     #[serde(default = "d_on_panic")]
@@ -722,6 +722,9 @@ fn d_mode() -> Mode {
 }
 fn d_two() -> usize {
     2
+}
+fn d_round_gradients() -> usize {
+    8
 }
 fn d_learners() -> usize {
     12

@@ -701,3 +701,50 @@ fn tasks_without_goals_get_no_convergence_figure() {
     assert!(md.contains("Pendulum-v1") && md.contains("TD3"), "{md}");
     fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn settings_of_a_runtime_a_run_did_not_use_are_no_variant() {
+    // Serial runs written when Ray's round size defaulted to 2 (spelled out in their configs)
+    // and runs with today's default are one experiment; asynchronous runs that differ in it
+    // are two.
+    let root = scratch("unused-runtime");
+    let pt = "path_tracking";
+    let cfg = |algo: &str, runtime: &str| {
+        format!("[task]\nname = \"{pt}\"\n\n[algo]\nname = \"{algo}\"\n\n[runtime]\n{runtime}")
+    };
+    let runs = [
+        ("mpg_v1", 0, "round_gradients_per_learner = 2\n"),
+        ("mpg_v1", 1, ""),
+        (
+            "td3",
+            0,
+            "mode = \"async\"\nround_gradients_per_learner = 2\n",
+        ),
+        ("td3", 1, "mode = \"async\"\n"),
+    ];
+    for (algo, seed, runtime) in runs {
+        write_run(
+            &root,
+            pt,
+            algo,
+            seed,
+            Some(&progress(&[(0, -500.0), (3000, -20.0)], 1.0, 1.0)),
+            Some(&cfg(algo, runtime)),
+        );
+    }
+    let summary = write_report(&root, &root.join("out")).unwrap();
+    let names: Vec<&str> = summary.tables[0]
+        .rows
+        .iter()
+        .map(|r| r.display.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "MPG-v1",
+            "TD3 [round_gradients_per_learner=2]",
+            "TD3 [round_gradients_per_learner=8]"
+        ]
+    );
+    fs::remove_dir_all(&root).ok();
+}

@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=3000)
     ap.add_argument("--eval-interval", type=int, default=500)
     ap.add_argument("--out", help="keep the runs here (default: a temporary directory)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for both runtimes (repeatable)")
     a = ap.parse_args()
 
     import ray
@@ -43,7 +45,8 @@ def main() -> None:
              _system_config=mray.SYSTEM_CONFIG)
     n = a.iterations
     sets = [f"train.eval_interval={a.eval_interval}", f"train.checkpoint_interval={n}",
-            "runtime.learners=2", "runtime.learners_per_group=2", "runtime.learner_groups=1"]
+            "runtime.learners=2", "runtime.learners_per_group=2", "runtime.learner_groups=1",
+            *a.set]
     load = os.getloadavg()
     res: dict[str, dict[int, list]] = {"threads": {}, "ray": {}}
     with tempfile.TemporaryDirectory(prefix="mixpg-ray-curves-") as tmp:

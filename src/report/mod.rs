@@ -470,8 +470,20 @@ const NOT_A_VARIANT: [&str; 6] = [
     "train.skip_memory_check",
 ];
 
+/// Whether `key` is a setting of a runtime the run did not use: a `runtime.*` key other than
+/// `runtime.mode` in a serial run (the asynchronous and Ray runtimes' settings).
+fn unused_runtime_key(run: &Run, key: &str) -> bool {
+    key.starts_with("runtime.")
+        && key != "runtime.mode"
+        && run
+            .config
+            .get("runtime.mode")
+            .is_some_and(|m| m == "serial")
+}
+
 /// The variant label of each run of one algorithm: the config keys that differ between the
-/// runs that have a `config.toml` (other than the seed and bookkeeping keys; keys are compared
+/// runs that have a `config.toml` (other than the seed and bookkeeping keys, and the settings
+/// of runtimes a run did not use, such as Ray's in a serial run; keys are compared
 /// with their defaults filled in, and a key missing from one config that does not parse as a
 /// config counts as a different value, `(unset)`), as `key=value, ...`, each key
 /// named by its last component unless two differing keys share it. Runs without a config are
@@ -485,7 +497,7 @@ pub fn variant_labels(runs: &[Run]) -> Vec<String> {
         .filter(|k| {
             let values: std::collections::BTreeSet<Option<&String>> = runs
                 .iter()
-                .filter(|r| !r.config.is_empty())
+                .filter(|r| !r.config.is_empty() && !unused_runtime_key(r, k))
                 .map(|r| r.config.get(*k))
                 .collect();
             values.len() > 1
@@ -503,6 +515,7 @@ pub fn variant_labels(runs: &[Run]) -> Vec<String> {
             }
             differing
                 .iter()
+                .filter(|k| !unused_runtime_key(r, k))
                 .map(|k| {
                     let v = r.config.get(*k).map_or("(unset)", String::as_str);
                     format!("{}={v}", name(k))
