@@ -36,6 +36,7 @@ import gymnasium as gym
 import numpy as np
 
 import mixpg
+from gym_vs_sb3 import first_reaching  # this script's directory is on sys.path
 
 TASKS = {
     "pendulum": dict(env="Pendulum-v1", steps=20_000, warmup=1_000, gamma=0.98, eval=1_000,
@@ -91,10 +92,6 @@ def run(algo: str, task: dict, seed: int, out: Path, scale: float) -> dict:
             "final": evals[-1][1], "wall_s": float(p["wall_s"][-1])}
 
 
-def first_reaching(evals: list[tuple[int, float]], goal: float) -> int | None:
-    return next((k for k, r in evals if r >= goal), None)
-
-
 def summarize(name: str, task: dict, runs: list[dict], scale: float) -> dict:
     """Print the task's finals and the goal's reading; returns them."""
     steps = int(task["steps"] * scale)
@@ -106,21 +103,19 @@ def summarize(name: str, task: dict, runs: list[dict], scale: float) -> dict:
         per = ", ".join(f"{x:.1f}" for x in f)
         print(f"  {algo:<8} median {finals[algo]:>9.1f}   per seed {per}")
     summary = {"steps": steps, "median_final": finals}
-    goal = task["goal"]
-    print(f"  env steps to the task's goal {goal:.1f} (None: not reached)")
-    summary["goal_reach"] = {}
-    for algo in finals:
-        summary["goal_reach"][algo] = [first_reaching(r["evals"], goal) for r in runs
-                                       if r["algo"] == algo]
-        print(f"  {algo:<8} per seed {summary['goal_reach'][algo]}")
-    if "td3" in finals:
-        goal = finals["td3"]
-        print(f"  env steps to TD3's median final {goal:.1f} (None: not reached)")
+
+    def reaching(goal: float, what: str) -> dict:
+        print(f"  env steps to {what} {goal:.1f} (None: not reached)")
         reach = {}
         for algo in finals:
             reach[algo] = [first_reaching(r["evals"], goal) for r in runs if r["algo"] == algo]
             print(f"  {algo:<8} per seed {reach[algo]}")
-        summary.update(td3_final=goal, reach=reach)
+        return reach
+
+    summary["goal_reach"] = reaching(task["goal"], "the task's goal")
+    if "td3" in finals:
+        reach = reaching(finals["td3"], "TD3's median final")
+        summary.update(td3_final=finals["td3"], reach=reach)
         if "mpg_v2" in reach:
             half = [k is not None and k <= steps // 2 for k in reach["mpg_v2"]]
             print(f"  MPG-v2 within half the env steps ({steps // 2}): {sum(half)} of "
