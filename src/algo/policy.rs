@@ -166,19 +166,6 @@ fn with_proximal(ctx: PolicyCtx, obs: &[f32], mut out: PolicyOut) -> PolicyOut {
     out
 }
 
-/// The half-ranges of the action box (1 for an unbounded dimension): the proximal term's units.
-fn action_half_ranges(nets: &Nets) -> Vec<f32> {
-    let spec = &nets.spec;
-    spec.action_low
-        .iter()
-        .zip(&spec.action_high)
-        .map(|(lo, hi)| {
-            let h = 0.5 * (hi - lo);
-            if h.is_finite() && h > 0.0 { h } else { 1.0 }
-        })
-        .collect()
-}
-
 /// Gradient and value of the proximal term `κ/2 · mean_s Σ_j ((π(s)_j − π_t(s)_j) / h_j)²`
 /// (`κ = algo.policy_proximal`, `π_t` the target policy, `h` the action half-ranges), on the
 /// kernels `network.kernels` selects; `None` when κ = 0. A soft trust region on the policy
@@ -189,7 +176,7 @@ pub fn proximal_grad(ctx: PolicyCtx, obs: &[f32]) -> Option<(Vec<Vec<f32>>, f64)
     if kappa == 0.0 {
         return None;
     }
-    let half = action_half_ranges(nets);
+    let half = nets.spec.action_half(); // finite and positive: checked with the task
     Some(match nets.kernels {
         Kernels::Fused => fused::proximal_actor_grad(nets, p, obs, kappa, &half),
         Kernels::Autodiff => {
