@@ -70,6 +70,14 @@ fn policy_grad(nets: &Nets, cfg: &Config, p: &Params, obs: &[f32], k: u64) -> Ve
     policy::gradient(ctx, obs, k, &mut rng).grads
 }
 
+/// A direction in parameter space shaped like `p`, entries uniform in [−1, 1).
+fn random_direction(p: &ParamSet, rng: &mut Pcg64Mcg) -> Vec<Vec<f32>> {
+    p.values()
+        .iter()
+        .map(|v| (0..v.len()).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect()
+}
+
 fn dot(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
     a.iter()
         .flatten()
@@ -101,11 +109,7 @@ fn policy_gradients_match_finite_differences() {
         assert!(nn::global_norm(&g) > 1e-4, "{algo}: zero gradient");
         let mut rng = Pcg64Mcg::seed_from_u64(5);
         for _ in 0..2 {
-            let d: Vec<Vec<f32>> =
-                p.pi.values()
-                    .iter()
-                    .map(|v| (0..v.len()).map(|_| rng.random_range(-1.0..1.0)).collect())
-                    .collect();
+            let d = random_direction(&p.pi, &mut rng);
             let eps = 1e-3;
             let plus = loss_value(&nets, &cfg, &p, &perturbed(&p.pi, &d, eps), &obs, k);
             let minus = loss_value(&nets, &cfg, &p, &perturbed(&p.pi, &d, -eps), &obs, k);
@@ -172,11 +176,7 @@ fn q_loss_gradient_matches_finite_differences() {
         let q: Tensor<1> = nets.q.forward(q1.frozen(), s, a);
         nn::scalar(q.sub(y).powi_scalar(2).mean().mul_scalar(0.5)) as f64
     };
-    let d: Vec<Vec<f32>> =
-        p.q1.values()
-            .iter()
-            .map(|v| (0..v.len()).map(|_| rng.random_range(-1.0..1.0)).collect())
-            .collect();
+    let d = random_direction(&p.q1, &mut rng);
     let eps = 1e-3;
     let numeric = (value(&perturbed(&p.q1, &d, eps)) - value(&perturbed(&p.q1, &d, -eps))) / (2e-3);
     let analytic = dot(&g.q1, &d);
@@ -468,11 +468,7 @@ fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differen
         let cfg = with(&["algo.policy_proximal=2.5"]);
         let (nets, mut p, obs) = setup(&cfg);
         let mut rng = Pcg64Mcg::seed_from_u64(9);
-        let shift: Vec<Vec<f32>> =
-            p.pi.values()
-                .iter()
-                .map(|v| (0..v.len()).map(|_| rng.random_range(-1.0..1.0)).collect())
-                .collect();
+        let shift = random_direction(&p.pi, &mut rng);
         p.pi_t = perturbed(&p.pi, &shift, 0.05); // the target policy lags the policy
         let model = make_model("lqr", false).unwrap();
         let ws = bptt::Workspace::default();
@@ -505,11 +501,7 @@ fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differen
             "{algo}: fused and autodiff proximal gradients differ"
         );
         for _ in 0..2 {
-            let d: Vec<Vec<f32>> =
-                p.pi.values()
-                    .iter()
-                    .map(|v| (0..v.len()).map(|_| rng.random_range(-1.0..1.0)).collect())
-                    .collect();
+            let d = random_direction(&p.pi, &mut rng);
             let eps = 1e-3;
             let at = |e: f32| {
                 let mut q = p.clone();

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mixpg::report::{parse_progress, write_report};
+use mixpg::report::{AlgoRow, parse_progress, write_report};
 
 const HEADER: &str = "iteration,wall_s,env_steps,eval_return_mean,eval_return_std,w_data,w_model,q_loss,policy_loss,pg_time_ms,update_time_ms";
 
@@ -20,6 +20,11 @@ fn scratch(name: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The display names of a table's rows, in order.
+fn row_names(rows: &[AlgoRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.display.as_str()).collect()
 }
 
 /// progress.csv with evaluations at the given iterations plus a non-evaluation row after each
@@ -179,7 +184,7 @@ fn table_values_by_hand() {
         .find(|t| t.task.name() == "path_tracking")
         .unwrap();
     assert_eq!(pt.goals, vec![-100.0, -30.0, -10.0, -5.0]);
-    let names: Vec<&str> = pt.rows.iter().map(|r| r.display.as_str()).collect();
+    let names = row_names(&pt.rows);
     assert_eq!(names, ["MPG-v1", "TD3"]);
     let mpg = &pt.rows[0];
     // Best per seed: -8, -30, -4 → mean -14, s = sqrt(172) ... CI = t(0.975,2) * s / sqrt(3).
@@ -447,7 +452,7 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
     }
     let summary = write_report(&root, &root.join("out")).unwrap();
     let rows = &summary.tables[0].rows;
-    let names: Vec<&str> = rows.iter().map(|r| r.display.as_str()).collect();
+    let names = row_names(rows);
     assert_eq!(
         names,
         [
@@ -541,11 +546,7 @@ fn runs_differing_in_a_config_key_become_labelled_rows() {
         );
     }
     let summary = write_report(&partial, &partial.join("out")).unwrap();
-    let names: Vec<&str> = summary.tables[0]
-        .rows
-        .iter()
-        .map(|r| r.display.as_str())
-        .collect();
+    let names = row_names(&summary.tables[0].rows);
     assert!(
         names.iter().any(|n| n.contains("rollout_gradient=(unset)")),
         "{names:?}"
@@ -583,7 +584,7 @@ fn two_grids_reported_together_get_rows_labelled_by_their_differing_key() {
             .unwrap();
     assert_eq!(summary.runs_used, 4);
     let rows = &summary.tables[0].rows;
-    let names: Vec<&str> = rows.iter().map(|r| r.display.as_str()).collect();
+    let names = row_names(rows);
     assert_eq!(
         names,
         [
@@ -733,11 +734,7 @@ fn settings_of_a_runtime_a_run_did_not_use_are_no_variant() {
         );
     }
     let summary = write_report(&root, &root.join("out")).unwrap();
-    let names: Vec<&str> = summary.tables[0]
-        .rows
-        .iter()
-        .map(|r| r.display.as_str())
-        .collect();
+    let names = row_names(&summary.tables[0].rows);
     assert_eq!(
         names,
         [
