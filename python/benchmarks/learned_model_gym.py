@@ -2,7 +2,7 @@
 Gymnasium tasks that come with no model (issue 19).
 
     python python/benchmarks/learned_model_gym.py --out DIR [--tasks pendulum,cheetah]
-        [--algos mpg_v2,td3,sac] [--seeds 0,1,2] [--scale 1.0]
+        [--algos mpg_v2,td3,sac] [--seeds 0,1,2] [--scale 1.0] [--set KEY=VALUE ...]
 
 Needs gymnasium[mujoco] next to mixpg (a benchmark venv). Per task, every algorithm gets the same
 env steps, warm-up (uniform actions, as SB3's ``learning_starts``), discount, batch, learning
@@ -73,9 +73,11 @@ def finished(out: Path, iterations: int) -> bool:
         int(mixpg.read_progress(out)["iteration"][-1]) == iterations
 
 
-def run(algo: str, task: dict, seed: int, out: Path, scale: float) -> dict:
-    """Train (or reuse, or resume) one run; its evaluations as (env steps, return)."""
+def run(algo: str, task: dict, seed: int, out: Path, scale: float, extra: dict) -> dict:
+    """Train (or reuse, or resume) one run, with the overrides `extra` after the shared ones;
+    its evaluations as (env steps, return)."""
     iterations, sets = settings(task, scale)
+    sets.update(extra)
     env = lambda: gym.make(task["env"])  # noqa: E731
     if finished(out, iterations):
         print(f"reusing the finished run {out}", flush=True)
@@ -132,8 +134,17 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply env steps, warm-up and evaluation interval (a quick check)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for every run of this call, after the shared "
+                         "settings (repeatable; e.g. --algos mpg_v2 --set algo.horizon=3)")
     ap.add_argument("--no-report", action="store_true", help="skip mixpg.report")
     args = ap.parse_args()
+    extra = {}
+    for kv in args.set:
+        key, eq, value = kv.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
+        extra[key.strip()] = value.strip()
     seeds = [int(s) for s in args.seeds.split(",")]
     algos = args.algos.split(",")
     results = {}
@@ -144,7 +155,7 @@ def main() -> None:
         runs = []
         for seed in seeds:  # seed-major: every algorithm's seed 0 first
             for algo in algos:
-                r = run(algo, task, seed, args.out / name / f"{algo}-{seed}", args.scale)
+                r = run(algo, task, seed, args.out / name / f"{algo}-{seed}", args.scale, extra)
                 print(f"{task['env']} {algo} seed {seed}: final {r['final']:.1f} "
                       f"({r['wall_s']:.0f} s)", flush=True)
                 runs.append(r)
