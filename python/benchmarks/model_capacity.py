@@ -11,7 +11,7 @@ transitions, i.e. where its model rollouts go next. Every size is an MLP of ELU 
 like mixpg's members (inputs and targets normalised, Adam 1e-3, batch 256, the change of
 observation and the reward, 10 % of the training rows held out for early stopping), here with
 torch (the benchmark venv). ``--ensemble`` evaluates a checkpoint's own ensemble (the mean of
-mixpg's members, with its stored normaliser) on the same rows; take the checkpoint that holds
+mixpg's members, with its stored normaliser) and its first member alone on the same rows; take the checkpoint that holds
 exactly the training rows (``ckpt-(N − fresh)`` when one env step is collected per iteration), so
 that the test rows are fresh to it too. Per model it prints:
 
@@ -136,6 +136,12 @@ class MixpgEnsemble:
         self.members = []
         while layers := load_params(meta, ckpt, f"learned_model/member{len(self.members)}"):
             self.members.append(layers)
+
+    def member(self, m: int) -> "MixpgEnsemble":
+        """Member `m` alone (what a policy gradient with `model.member = "random"` runs)."""
+        one = MixpgEnsemble.__new__(MixpgEnsemble)
+        one.norm, one.members = self.norm, [self.members[m]]
+        return one
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """The members' mean prediction of (next_obs − obs, reward), differentiable."""
@@ -387,6 +393,10 @@ def main() -> None:
         s = scores(ens, test, args.horizon)
         print(f"{'mixpg ensemble':<24} {s['rmse']:7.3f} {s['nmse']:7.3f} "
               f"{s['reward']:7.3f} {s['H-step']:7.3f}{jac('mixpg ensemble', ens)}", flush=True)
+        s = scores(ens.member(0), test, args.horizon)
+        print(f"{'mixpg member 0':<24} {s['rmse']:7.3f} {s['nmse']:7.3f} "
+              f"{s['reward']:7.3f} {s['H-step']:7.3f}{jac('mixpg member 0', ens.member(0))}",
+              flush=True)
     for size in filter(None, args.sizes.split(",")):
         width, depth = (int(v) for v in size.split("x"))
         model = Model(*stats, [width] * depth, args.seed)
