@@ -183,7 +183,7 @@ fn fused_model_return_gradient_matches_finite_differences_on_lqr() {
 #[test]
 fn mpg_model_term_with_weight_one_is_the_nadp_gradient_on_the_fused_path() {
     // MPG with weights (0, 1) is n-step ADP when every action is differentiated (the reading
-    // n-step ADP uses); with `first_action` it is not (see `tests/algorithms.rs`).
+    // n-step ADP uses); with `first_action` it is not (see `tests/gradients.rs`).
     let s = Setup::new(config("path_tracking", "nadp", 25, &[]), 32);
     let mut rng = Pcg64Mcg::seed_from_u64(8);
     let nadp = policy::gradient(s.ctx(), &s.obs, 0, &mut rng);
