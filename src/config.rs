@@ -361,6 +361,12 @@ pub struct AlgoConfig {
     /// `docs/design.md`, "MPG-v1's late collapses".
     #[serde(default)]
     pub policy_proximal: f64,
+    /// κ of a penalty `κ/2 · mean Σ_j z_j(s)²` on the pre-tanh outputs `z` of a deterministic
+    /// policy, added to its loss: it keeps the tanh out of saturation, where its slope and
+    /// every policy gradient vanish. 0 (the default, the paper) adds nothing; see
+    /// `docs/design.md`, "A learned model".
+    #[serde(default)]
+    pub policy_preactivation: f64,
     /// H of the weight schedule (10), the exponent; defaults to `horizon` when absent.
     #[serde(default)]
     pub schedule_exponent: Option<usize>,
@@ -927,6 +933,16 @@ impl Config {
         check(
             a.policy_proximal == 0.0 || a.name != AlgoName::Sac,
             "algo.policy_proximal",
+            "applies to deterministic policies; SAC's is stochastic (leave it at 0)",
+        )?;
+        check(
+            a.policy_preactivation.is_finite() && a.policy_preactivation >= 0.0,
+            "algo.policy_preactivation",
+            "must be a finite number ≥ 0",
+        )?;
+        check(
+            a.policy_preactivation == 0.0 || a.name != AlgoName::Sac,
+            "algo.policy_preactivation",
             "applies to deterministic policies; SAC's is stochastic (leave it at 0)",
         )?;
         check(

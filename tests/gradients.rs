@@ -358,26 +358,30 @@ fn n_step_targets_follow_the_true_environment() {
     }
 }
 
-#[test]
-fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differences() {
-    // algo.policy_proximal = κ adds κ/2 · mean ‖(π(s) − π_t(s)) / h‖² to the policy loss: its
-    // gradient is the same on the fused and the autodiff kernels, agrees with finite
-    // differences of its value, and is exactly what the configured policy gradient gains.
+/// A policy-loss term's gradient and value (`policy::proximal_grad`, …), `None` when off.
+type PolicyTerm = fn(PolicyCtx, &[f32]) -> Option<(Vec<Vec<f32>>, f64)>;
+
+/// The policy-loss term `key` = κ on MPG-v1 and TD3: its gradient `term(ctx, obs)` is the same
+/// on the fused and the autodiff kernels, agrees with finite differences of its value, and is
+/// exactly what the configured policy gradient gains; a negative κ, or any κ for SAC, is
+/// refused.
+fn assert_policy_term(key: &str, term: PolicyTerm) {
     let base = ["network.hidden=[16, 16]", "algo.horizon=5"];
+    let on = format!("{key}=2.5");
     for algo in ["mpg_v1", "td3"] {
         let with = |extra: &[&str]| {
             let mut sets = base.to_vec();
             sets.extend_from_slice(extra);
             lqr_config(algo, &sets)
         };
-        let cfg = with(&["algo.policy_proximal=2.5"]);
+        let cfg = with(&[&on]);
         let (nets, mut p, obs) = setup(&cfg);
         let mut rng = Pcg64Mcg::seed_from_u64(9);
         let shift = random_direction(&p.pi, &mut rng);
         p.pi_t = perturbed(&p.pi, &shift, 0.05); // the target policy lags the policy
         let model = make_model("lqr", false).unwrap();
         let ws = bptt::Workspace::default();
-        let proximal = |cfg: &Config, p: &Params| {
+        let value_and_grad = |cfg: &Config, p: &Params| {
             let nets = Nets::new(cfg, &nets.spec);
             let ctx = PolicyCtx {
                 nets: &nets,
@@ -386,12 +390,12 @@ fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differen
                 model: Some(model.as_ref()),
                 bptt: &ws,
             };
-            policy::proximal_grad(ctx, &obs).expect("κ > 0")
+            term(ctx, &obs).expect("κ > 0")
         };
-        let (fused, value) = proximal(&cfg, &p);
-        let autodiff_cfg = with(&["algo.policy_proximal=2.5", "network.kernels=\"autodiff\""]);
-        let (autodiff, value_ad) = proximal(&autodiff_cfg, &p);
-        assert!(value > 1e-6, "{algo}: the policy and its target differ");
+        let (fused, value) = value_and_grad(&cfg, &p);
+        let autodiff_cfg = with(&[&on, "network.kernels=\"autodiff\""]);
+        let (autodiff, value_ad) = value_and_grad(&autodiff_cfg, &p);
+        assert!(value > 1e-6, "{algo} {key}: a zero term tests nothing");
         assert!(
             (value - value_ad).abs() < 1e-5 * value.max(1.0),
             "{value} vs {value_ad}"
@@ -403,7 +407,7 @@ fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differen
             .collect();
         assert!(
             nn::global_norm(&diff) < 1e-4 * nn::global_norm(&fused),
-            "{algo}: fused and autodiff proximal gradients differ"
+            "{algo} {key}: fused and autodiff gradients differ"
         );
         for _ in 0..2 {
             let d = random_direction(&p.pi, &mut rng);
@@ -411,14 +415,14 @@ fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differen
             let at = |e: f32| {
                 let mut q = p.clone();
                 q.pi = perturbed(&p.pi, &d, e);
-                proximal(&autodiff_cfg, &q).1
+                value_and_grad(&autodiff_cfg, &q).1
             };
             let numeric = (at(eps) - at(-eps)) / (2.0 * eps as f64);
             let analytic = dot(&fused, &d);
             let tol = 3e-2 * analytic.abs().max(numeric.abs()).max(1e-4);
             assert!(
                 (analytic - numeric).abs() < tol,
-                "{algo}: analytic {analytic} vs numeric {numeric}"
+                "{algo} {key}: analytic {analytic} vs numeric {numeric}"
             );
         }
         let k = 150;
@@ -432,15 +436,27 @@ fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differen
         {
             assert!(
                 (t - (g + f)).abs() < 1e-5 * (1.0 + g.abs()),
-                "{algo}: {t} ≠ {g} + {f}"
+                "{algo} {key}: {t} ≠ {g} + {f}"
             );
         }
     }
     for (algo, value) in [("mpg_v2", "-1.0"), ("sac", "0.5")] {
-        let bad = common::lqr_config_result(algo, &[&format!("algo.policy_proximal={value}")]);
+        let bad = common::lqr_config_result(algo, &[&format!("{key}={value}")]);
         assert!(
-            format!("{:#}", bad.unwrap_err()).contains("algo.policy_proximal"),
-            "{algo} with {value} is refused"
+            format!("{:#}", bad.unwrap_err()).contains(key),
+            "{algo} with {key} = {value} is refused"
         );
     }
+}
+
+#[test]
+fn a_proximal_term_adds_its_gradient_on_both_kernels_and_matches_finite_differences() {
+    // κ/2 · mean ‖(π(s) − π_t(s)) / h‖²: a soft trust region around the target policy.
+    assert_policy_term("algo.policy_proximal", policy::proximal_grad);
+}
+
+#[test]
+fn a_preactivation_penalty_adds_its_gradient_on_both_kernels_and_matches_finite_differences() {
+    // κ/2 · mean Σ_j z_j(s)² on the pre-tanh outputs: keeps the tanh out of saturation.
+    assert_policy_term("algo.policy_preactivation", policy::preactivation_grad);
 }

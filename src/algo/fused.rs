@@ -185,6 +185,32 @@ pub fn proximal_actor_grad(
     })
 }
 
+/// Gradient w.r.t. the policy of the pre-activation penalty `κ/2 · mean_s Σ_j z_j(s)²` (`z` the
+/// pre-tanh outputs of the deterministic policy) and its value.
+pub fn preactivation_actor_grad(
+    nets: &Nets,
+    p: &Params,
+    obs: &[f32],
+    kappa: f32,
+) -> (Vec<Vec<f32>>, f64) {
+    let PolicyNet::Det(pol) = &nets.policy else {
+        unreachable!(
+            "the pre-activation penalty is for deterministic policies (checked in the config)"
+        )
+    };
+    let batch = obs.len() / nets.spec.obs_dim;
+    with_workspace(|w| {
+        let z = pol.mlp.forward_host(p.pi.values(), obs, batch, &mut w.pi);
+        let sq: f64 = z.iter().map(|v| (*v as f64) * (*v as f64)).sum();
+        w.d_act.clear();
+        w.d_act.extend(z.iter().map(|v| kappa * v / batch as f32));
+        let mut g = zeros_like(&p.pi);
+        pol.mlp
+            .backward_host(p.pi.values(), &w.pi, &w.d_act, Some(&mut g), None);
+        (g, 0.5 * kappa as f64 * sq / batch as f64)
+    })
+}
+
 /// SAC's actor loss `mean[α log π(a|s) − min_i Q_i(s, clip(a))]` (the raw `a` with
 /// [`Nets::raw_sample`]), `a ~ π` reparameterised: the policy gradient, the loss and
 /// `mean log π` (for the temperature gradient). Draws the noise from `rng` exactly as the

@@ -145,19 +145,24 @@ pub fn model_return(
 }
 
 /// The policy gradient of iteration `k` on the replayed states `obs` (row-major), on the
-/// kernels `network.kernels` selects.
-/// With `algo.policy_proximal` κ > 0, the loss includes the proximal term ([`proximal_grad`]).
+/// kernels `network.kernels` selects. With `algo.policy_proximal` or
+/// `algo.policy_preactivation` κ > 0, the loss includes that term ([`proximal_grad`],
+/// [`preactivation_grad`]).
 pub fn gradient(ctx: PolicyCtx, obs: &[f32], k: u64, rng: &mut Pcg64Mcg) -> PolicyOut {
     let out = match ctx.nets.kernels {
         Kernels::Fused => gradient_fused(ctx, obs, k, rng),
         Kernels::Autodiff => gradient_autodiff(ctx, obs, k, rng),
     };
-    with_proximal(ctx, obs, out)
+    with_regularisers(ctx, obs, out)
 }
 
-/// `out` with the proximal term's gradient and value added when `algo.policy_proximal` > 0.
-fn with_proximal(ctx: PolicyCtx, obs: &[f32], mut out: PolicyOut) -> PolicyOut {
-    if let Some((grads, value)) = proximal_grad(ctx, obs) {
+/// `out` with the gradients and values of the configured proximal and pre-activation terms
+/// added.
+fn with_regularisers(ctx: PolicyCtx, obs: &[f32], mut out: PolicyOut) -> PolicyOut {
+    for (grads, value) in [proximal_grad(ctx, obs), preactivation_grad(ctx, obs)]
+        .into_iter()
+        .flatten()
+    {
         for (o, g) in out.grads.iter_mut().zip(&grads) {
             o.iter_mut().zip(g).for_each(|(o, g)| *o += g);
         }
@@ -195,8 +200,36 @@ pub fn proximal_grad(ctx: PolicyCtx, obs: &[f32]) -> Option<(Vec<Vec<f32>>, f64)
     })
 }
 
+/// Gradient and value of the pre-activation penalty `κ/2 · mean_s Σ_j z_j(s)²`
+/// (`κ = algo.policy_preactivation`, `z` the deterministic policy's pre-tanh outputs), on the
+/// kernels `network.kernels` selects; `None` when κ = 0. It pulls a saturated tanh back to
+/// where its slope, and so every policy gradient, is not near zero.
+pub fn preactivation_grad(ctx: PolicyCtx, obs: &[f32]) -> Option<(Vec<Vec<f32>>, f64)> {
+    let PolicyCtx { nets, cfg, p, .. } = ctx;
+    let kappa = cfg.algo.policy_preactivation as f32;
+    if kappa == 0.0 {
+        return None;
+    }
+    Some(match nets.kernels {
+        Kernels::Fused => fused::preactivation_actor_grad(nets, p, obs, kappa),
+        Kernels::Autodiff => {
+            let PolicyNet::Det(pol) = &nets.policy else {
+                unreachable!("the pre-activation penalty is for deterministic policies")
+            };
+            let o = nets.spec.obs_dim;
+            let s = tensor2(obs.to_vec(), obs.len() / o, o, &plain_device());
+            let tracked = p.pi.track();
+            let z = pol.mlp.forward(&tracked.leaves, s);
+            let term = z.clone().mul(z).sum_dim(1).mean().mul_scalar(0.5 * kappa);
+            let value = nn::scalar(term.clone().inner()) as f64;
+            (tracked.grads(&term.backward()), value)
+        }
+    })
+}
+
 /// The gradient of the data-driven loss `−J_0` alone (MPG while its learned model warms up),
-/// plus the proximal term when configured, on the kernels `network.kernels` selects.
+/// plus the proximal and pre-activation terms when configured, on the kernels
+/// `network.kernels` selects.
 pub fn data_gradient(ctx: PolicyCtx, obs: &[f32]) -> PolicyOut {
     let PolicyCtx { nets, p, .. } = ctx;
     let (grads, j0) = match nets.kernels {
@@ -215,7 +248,7 @@ pub fn data_gradient(ctx: PolicyCtx, obs: &[f32]) -> PolicyOut {
         loss: -j0,
         log_alpha_grad: None,
     };
-    with_proximal(ctx, obs, out)
+    with_regularisers(ctx, obs, out)
 }
 
 /// The temperature gradient `d/d log α` of `−log α · (E log π + target_entropy)`, when learned.
