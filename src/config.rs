@@ -925,26 +925,22 @@ impl Config {
             "algo.model_weight_min",
             "must be in [0, 1]",
         )?;
-        check(
-            a.policy_proximal.is_finite() && a.policy_proximal >= 0.0,
-            "algo.policy_proximal",
-            "must be a finite number ≥ 0",
-        )?;
-        check(
-            a.policy_proximal == 0.0 || a.name != AlgoName::Sac,
-            "algo.policy_proximal",
-            "applies to deterministic policies; SAC's is stochastic (leave it at 0)",
-        )?;
-        check(
-            a.policy_preactivation.is_finite() && a.policy_preactivation >= 0.0,
-            "algo.policy_preactivation",
-            "must be a finite number ≥ 0",
-        )?;
-        check(
-            a.policy_preactivation == 0.0 || a.name != AlgoName::Sac,
-            "algo.policy_preactivation",
-            "applies to deterministic policies; SAC's is stochastic (leave it at 0)",
-        )?;
+        // The deterministic policy's loss terms.
+        for (key, kappa) in [
+            ("algo.policy_proximal", a.policy_proximal),
+            ("algo.policy_preactivation", a.policy_preactivation),
+        ] {
+            check(
+                kappa.is_finite() && kappa >= 0.0,
+                key,
+                "must be a finite number ≥ 0",
+            )?;
+            check(
+                kappa == 0.0 || a.name != AlgoName::Sac,
+                key,
+                "applies to deterministic policies; SAC's is stochastic (leave it at 0)",
+            )?;
+        }
         check(
             a.schedule_iterations >= 2,
             "algo.schedule_iterations",
